@@ -1,0 +1,39 @@
+# The two commands of the README:  make demo   and   make test
+PY      ?= python3.11
+VENV    ?= .venv
+BIN      = $(VENV)/bin
+STAMP    = $(VENV)/.installed
+DAYS    ?= 90
+# Debian packages the product needs (PostgreSQL for the store tests; the demo itself runs on SQLite).
+APT_PKGS = postgresql
+
+.PHONY: demo test bench setup system-deps clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Installs missing Debian packages when run as root (as on the park server and in CI); otherwise says what to install.
+system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "please install the Debian packages:$$missing (sudo apt-get install$$missing)"; fi; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/anning demo --days $(DAYS)
+
+test: system-deps $(STAMP)
+	scripts/with-postgres.sh $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: system-deps $(STAMP)
+	scripts/with-postgres.sh $(BIN)/python bench/store.py
+
+clean:
+	rm -rf $(VENV) var build *.egg-info

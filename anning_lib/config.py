@@ -1,0 +1,66 @@
+"""The one settings object: environment variables ``ANNING_*`` and an optional TOML file.
+
+The TOML file is named by ``ANNING_CONFIG`` (default ``anning.toml`` in the working directory, if present).
+Environment variables win over the file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The project checkout (the package is installed editable from it)."""
+
+
+def _default_var_dir() -> Path:
+    return Path(os.environ.get("ANNING_VAR_DIR", REPO_ROOT / "var"))
+
+
+class Settings(BaseSettings):
+    """Settings of the workbench; every field can be set as ``ANNING_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="ANNING_", extra="ignore")
+
+    var_dir: Path = Field(default_factory=_default_var_dir, description="runtime files: SQLite database, logs")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in var_dir")
+    data_dir: Path = Field(default=REPO_ROOT / "data", description="reference data folder")
+    park_file: Path | None = Field(default=None, description="park model YAML; default data/park/anning.yaml")
+    timezone: str = Field(default="Asia/Shanghai", description="display time zone; storage is always UTC")
+    seed: int = Field(default=20261125, description="simulator seed")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("ANNING_CONFIG", "anning.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def database_url(self) -> str:
+        """The effective database URL (SQLite file in ``var_dir`` unless ``db_url`` is set)."""
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{(self.var_dir / 'anning.sqlite').resolve()}"
+
+    @property
+    def park_path(self) -> Path:
+        return self.park_file or self.data_dir / "park" / "anning.yaml"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

@@ -1,0 +1,48 @@
+"""One exception hierarchy for the library (ARCHITECTURE.md §5).
+
+Every error a user can cause names the field and the offending value in its message, so that the CLI can print
+a single line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+
+class AnningError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class ConfigError(AnningError):
+    """A setting (environment variable ``ANNING_*`` or TOML file) is invalid."""
+
+
+class ParkModelError(AnningError):
+    """The park model file is invalid.
+
+    Parameters
+    ----------
+    problems : list of (str, object, str)
+        ``(field_path, value, reason)`` triples, e.g.
+        ``("enterprises[3].devices[1].points[0].unit", "kwhh", "unknown unit 'kwhh'")``.
+    source : str, optional
+        The file the model was read from.
+    """
+
+    def __init__(self, problems: list[tuple[str, object, str]], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        first_path, _value, first_reason = problems[0]
+        more = f" (+{len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{first_path}: {first_reason}{more}")
+
+    def report(self) -> str:
+        """All problems, one per line."""
+        return "\n".join(f"{path}: {reason}" for path, _v, reason in self.problems)
+
+
+class StoreError(AnningError):
+    """A database operation was refused (bad input, unknown point, schema out of date)."""
+
+
+class SimulationError(AnningError):
+    """The simulator was asked for something it cannot produce (bad range, bad step)."""
