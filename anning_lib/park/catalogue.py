@@ -37,6 +37,20 @@ class Carrier:
     unit: str
     ncv_gj_per_unit: float | None = None
     heat_gj_per_unit: float | None = None
+    carbon_tc_per_tj: float | None = None
+    oxidation_frac: float | None = None
+
+    @property
+    def co2_t_per_unit(self) -> float | None:
+        """Combustion CO2 per unit of fuel [t/unit]: NCV x carbon content x oxidation x 44/12.
+
+        References
+        ----------
+        GB/T 32150-2015, formula (2) and Table B.1.
+        """
+        if None in (self.ncv_gj_per_unit, self.carbon_tc_per_tj, self.oxidation_frac):
+            return None
+        return self.ncv_gj_per_unit * 1e-3 * self.carbon_tc_per_tj * self.oxidation_frac * 44.0 / 12.0
 
 
 @dataclass(frozen=True)

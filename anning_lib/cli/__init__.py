@@ -1,0 +1,1 @@
+"""The ``anning`` command line."""
