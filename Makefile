@@ -27,7 +27,7 @@ system-deps:
 	fi
 
 demo: $(STAMP)
-	$(BIN)/anning demo --days $(DAYS)
+	$(BIN)/anning demo --days $(DAYS) $(DEMO_ARGS)
 
 test: system-deps $(STAMP)
 	scripts/with-postgres.sh $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -1,0 +1,312 @@
+"""SQLAlchemy models of the store (ARCHITECTURE.md §4).
+
+These models describe the schema at the *head* revision; the migrations in
+``anning_lib/store/migrations/versions`` build it (and ``tests/test_store_migrations.py`` checks that the two
+agree). Change a model only together with a new migration.
+
+Conventions: times are :class:`~anning_lib.store.types.UtcDateTime` (UTC; shown in Asia/Shanghai by the
+readers); units are in column names (``co2_t``, ``p_kw``, ``price_cny_per_t``) or, where a table holds many
+units, in an explicit ``unit`` column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from anning_lib.store.types import NAMING, UtcDateTime, utcnow
+
+ID_LEN = 48
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+
+
+# ============================================================================================ 0001: assets
+class Enterprise(Base):
+    """An enterprise of the park (natural key: the park model's id, e.g. ``E01``)."""
+
+    __tablename__ = "enterprise"
+    id: Mapped[str] = mapped_column(sa.String(ID_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    name_en: Mapped[str] = mapped_column(sa.String(200))
+    sector: Mapped[str] = mapped_column(sa.String(40))
+
+
+class Building(Base):
+    """A building as a prism: footprint polygon [m] (JSON text ``[[x, y], ...]``) extruded to ``height_m`` [m].
+
+    Building ids are unique within an enterprise only, so the natural key is ``(enterprise_id, code)``.
+    """
+
+    __tablename__ = "building"
+    __table_args__ = (sa.UniqueConstraint("enterprise_id", "code"),)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(sa.ForeignKey("enterprise.id"))
+    code: Mapped[str] = mapped_column(sa.String(ID_LEN))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    footprint_m: Mapped[str] = mapped_column(sa.Text)
+    height_m: Mapped[float] = mapped_column(sa.Float)
+    use: Mapped[str] = mapped_column(sa.String(40))
+
+
+class Device(Base):
+    """A device: meter, PV, storage, boiler, process line... ``enterprise_id`` is NULL for park devices."""
+
+    __tablename__ = "device"
+    id: Mapped[str] = mapped_column(sa.String(ID_LEN), primary_key=True)
+    enterprise_id: Mapped[str | None] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
+    building_id: Mapped[int | None] = mapped_column(sa.ForeignKey("building.id"))
+    name: Mapped[str] = mapped_column(sa.String(200))
+    type: Mapped[str] = mapped_column(sa.String(32))
+    carrier: Mapped[str] = mapped_column(sa.String(32))
+    protocol: Mapped[str] = mapped_column(sa.String(16))
+    unit_id: Mapped[int | None] = mapped_column(sa.Integer)
+    params: Mapped[dict] = mapped_column(sa.JSON)
+
+
+class Point(Base):
+    """A measured quantity of a device. ``id`` is a stable surrogate; ``tag`` (``DEV.point``) the natural key.
+
+    ``min``/``max`` are plausibility limits in ``unit``; ``address`` is the protocol address as text (Modbus
+    register number, OPC UA node id or MQTT topic); engineering value = raw * ``scale``.
+    """
+
+    __tablename__ = "point"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    tag: Mapped[str] = mapped_column(sa.String(2 * ID_LEN + 1), unique=True)
+    device_id: Mapped[str] = mapped_column(sa.ForeignKey("device.id"), index=True)
+    code: Mapped[str] = mapped_column(sa.String(ID_LEN))
+    quantity: Mapped[str] = mapped_column(sa.String(40))
+    unit: Mapped[str] = mapped_column(sa.String(20))
+    min: Mapped[float | None] = mapped_column(sa.Float)
+    max: Mapped[float | None] = mapped_column(sa.Float)
+    scale: Mapped[float] = mapped_column(sa.Float)
+    address: Mapped[str] = mapped_column(sa.Text)
+    dtype: Mapped[str] = mapped_column(sa.String(16))
+    writable: Mapped[bool] = mapped_column(sa.Boolean)
+
+
+class Measurement(Base):
+    """One value of one point at one instant, in the point's ``unit``. ``quality`` 0 = good."""
+
+    __tablename__ = "measurement"
+    __table_args__ = {"sqlite_with_rowid": False}
+    point_id: Mapped[int] = mapped_column(sa.ForeignKey("point.id"), primary_key=True)
+    ts: Mapped[dt.datetime] = mapped_column(UtcDateTime, primary_key=True)
+    value: Mapped[float] = mapped_column(sa.Float)
+    quality: Mapped[int] = mapped_column(sa.SmallInteger, server_default=sa.text("0"))
+
+
+# ============================================================================= 0002: rollups, alarms, users
+class Rollup15Min(Base):
+    """15-minute aggregate of a point; bucket ``[ts_start, ts_start + 15 min)`` aligned to UTC quarter hours."""
+
+    __tablename__ = "rollup_15min"
+    __table_args__ = {"sqlite_with_rowid": False}
+    point_id: Mapped[int] = mapped_column(sa.ForeignKey("point.id"), primary_key=True)
+    ts_start: Mapped[dt.datetime] = mapped_column(UtcDateTime, primary_key=True)
+    n: Mapped[int] = mapped_column(sa.Integer)
+    mean: Mapped[float] = mapped_column(sa.Float)
+    min: Mapped[float] = mapped_column(sa.Float)
+    max: Mapped[float] = mapped_column(sa.Float)
+
+
+class Role(Base):
+    """admin, operator, enterprise, visitor (ARCHITECTURE.md §6)."""
+
+    __tablename__ = "role"
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class User(Base):
+    """A portal user (table ``app_user``: ``user`` is a reserved word in PostgreSQL)."""
+
+    __tablename__ = "app_user"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
+    role_id: Mapped[str] = mapped_column(sa.ForeignKey("role.id"))
+    enterprise_id: Mapped[str | None] = mapped_column(sa.ForeignKey("enterprise.id"))
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Alarm(Base):
+    """A raised alarm on a point or device; cleared and acknowledged separately."""
+
+    __tablename__ = "alarm"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    point_id: Mapped[int | None] = mapped_column(sa.ForeignKey("point.id"), index=True)
+    device_id: Mapped[str | None] = mapped_column(sa.ForeignKey("device.id"))
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    message: Mapped[str] = mapped_column(sa.Text, default="")
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    limit_value: Mapped[float | None] = mapped_column(sa.Float)
+    raised_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    acked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    acked_by: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+
+
+class WorkOrder(Base):
+    """A maintenance task, usually opened from an alarm."""
+
+    __tablename__ = "work_order"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[int | None] = mapped_column(sa.ForeignKey("alarm.id"))
+    device_id: Mapped[str | None] = mapped_column(sa.ForeignKey("device.id"))
+    title: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    assignee_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditLog(Base):
+    """Who did what when (every setpoint write, approval, user or factor change)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    action: Mapped[str] = mapped_column(sa.String(64))
+    target: Mapped[str] = mapped_column(sa.String(200), default="")
+    detail: Mapped[dict | None] = mapped_column(sa.JSON)
+
+
+# ============================================================== 0003: carbon, forecast, dispatch, reports
+class EmissionFactor(Base):
+    """An emission factor, versioned, with its source (e.g. grid factor 0.5366 tCO2/MWh, MEE 2022)."""
+
+    __tablename__ = "emission_factor"
+    __table_args__ = (sa.UniqueConstraint("key", "region", "version"),)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(sa.String(64))
+    region: Mapped[str] = mapped_column(sa.String(64), default="")
+    value: Mapped[float] = mapped_column(sa.Float)
+    unit: Mapped[str] = mapped_column(sa.String(40))
+    version: Mapped[str] = mapped_column(sa.String(32))
+    valid_from: Mapped[dt.date | None] = mapped_column(sa.Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(sa.Date)
+    source: Mapped[str] = mapped_column(sa.Text)
+
+
+class ActivityData(Base):
+    """Activity data of an enterprise over ``[period_start, period_end)``: fuel, material, heat, electricity."""
+
+    __tablename__ = "activity_data"
+    __table_args__ = (sa.UniqueConstraint("enterprise_id", "kind", "item", "period_start"),)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(sa.ForeignKey("enterprise.id"))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    item: Mapped[str] = mapped_column(sa.String(64))
+    period_start: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    period_end: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    amount: Mapped[float] = mapped_column(sa.Float)
+    unit: Mapped[str] = mapped_column(sa.String(20))
+    source: Mapped[str] = mapped_column(sa.String(64), default="metered")
+
+
+class Allowance(Base):
+    """Carbon emission allowance allocated to an enterprise for a compliance year [t CO2]."""
+
+    __tablename__ = "allowance"
+    __table_args__ = (sa.UniqueConstraint("enterprise_id", "year"),)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(sa.ForeignKey("enterprise.id"))
+    year: Mapped[int] = mapped_column(sa.Integer)
+    allocated_co2_t: Mapped[float] = mapped_column(sa.Float)
+    surrendered_co2_t: Mapped[float | None] = mapped_column(sa.Float)
+    source: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class CarbonTrade(Base):
+    """A purchase (``side='buy'``) or sale of allowances [t CO2] at ``price_cny_per_t`` [CNY/t]."""
+
+    __tablename__ = "carbon_trade"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
+    ts: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    side: Mapped[str] = mapped_column(sa.String(4))
+    quantity_co2_t: Mapped[float] = mapped_column(sa.Float)
+    price_cny_per_t: Mapped[float] = mapped_column(sa.Float)
+    market: Mapped[str] = mapped_column(sa.String(32), default="")
+
+
+class Forecast(Base):
+    """One forecast value of ``target`` (a point tag or a named series) for instant ``ts``, issued at
+    ``issued_at`` by ``model``; ``lower``/``upper`` an optional interval, all in ``unit``."""
+
+    __tablename__ = "forecast"
+    __table_args__ = {"sqlite_with_rowid": False}
+    target: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    issued_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, primary_key=True)
+    ts: Mapped[dt.datetime] = mapped_column(UtcDateTime, primary_key=True)
+    value: Mapped[float] = mapped_column(sa.Float)
+    lower: Mapped[float | None] = mapped_column(sa.Float)
+    upper: Mapped[float | None] = mapped_column(sa.Float)
+    unit: Mapped[str] = mapped_column(sa.String(20))
+
+
+class DispatchSchedule(Base):
+    """A dispatch plan over ``[horizon_start, horizon_end)``; ``plan`` JSON holds per-step setpoints [kW]."""
+
+    __tablename__ = "dispatch_schedule"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    strategy: Mapped[str] = mapped_column(sa.String(64))
+    horizon_start: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    horizon_end: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(sa.String(16), default="draft")
+    objective_cny: Mapped[float | None] = mapped_column(sa.Float)
+    plan: Mapped[dict | None] = mapped_column(sa.JSON)
+    approved_by: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class DispatchCommand(Base):
+    """A setpoint for a device (``p_kw`` > 0 discharges), advisory or executed, with its outcome."""
+
+    __tablename__ = "dispatch_command"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dispatch_schedule.id"))
+    device_id: Mapped[str] = mapped_column(sa.ForeignKey("device.id"), index=True)
+    due_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    setpoint_p_kw: Mapped[float] = mapped_column(sa.Float)
+    mode: Mapped[str] = mapped_column(sa.String(16), default="advisory")
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    issued_by: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    issued_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    result: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class ReportRun(Base):
+    """A run of a report notebook (papermill) and where its output went."""
+
+    __tablename__ = "report_run"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(sa.String(64))
+    enterprise_id: Mapped[str | None] = mapped_column(sa.ForeignKey("enterprise.id"))
+    period_start: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    period_end: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    params: Mapped[dict | None] = mapped_column(sa.JSON)
+    status: Mapped[str] = mapped_column(sa.String(16), default="queued")
+    requested_by: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    output_path: Mapped[str | None] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+TABLES: dict[str, sa.Table] = dict(Base.metadata.tables)
+"""Every table of the head schema by name."""

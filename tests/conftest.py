@@ -1,0 +1,103 @@
+"""Shared fixtures.
+
+Store tests run against SQLite (a file in ``tmp_path``) and PostgreSQL. The PostgreSQL server is named by
+``ANNING_TEST_PG_URL`` (``scripts/with-postgres.sh`` starts a throwaway one); each test gets its own
+database, created and dropped around it, so xdist workers never share state. Without the variable the
+PostgreSQL cases skip, unless ``ANNING_REQUIRE_PG=1`` (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pg_url_or_skip() -> str:
+    url = os.environ.get("ANNING_TEST_PG_URL")
+    if not url:
+        if os.environ.get("ANNING_REQUIRE_PG") == "1":
+            pytest.fail("ANNING_REQUIRE_PG=1 but ANNING_TEST_PG_URL is not set")
+        pytest.skip("PostgreSQL: ANNING_TEST_PG_URL not set")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request, tmp_path):
+    """An engine on a fresh, empty database (not migrated)."""
+    from anning_lib.store import make_engine
+
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'store.sqlite'}")
+        yield eng
+        eng.dispose()
+        return
+    from anning_lib.store.engine import normalise_url
+
+    server = normalise_url(pg_url_or_skip())
+    name = f"anning_t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    eng = make_engine(server.set(database=name))
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def tiny_park_dict() -> dict:
+    """A valid park of 2 enterprises, 4 devices and 6 points (tags G0.p_kw, G0.e_kwh, E01-M0.p_kw,
+    E01-M0.e_kwh, E01-L1.p_kw, E02-M0.p_kw)."""
+    def pts(*specs):
+        return [{"id": i, "quantity": q, "unit": u, "address": a, "min": 0.0, "max": 1e5} for i, q, u, a in specs]
+
+    return {
+        "meta": {"name": "测试园区", "name_en": "test park", "version": "t1", "year": 2026, "source": "tests",
+                 "site": {"latitude_deg": 24.9, "longitude_deg": 102.5, "altitude_m": 1850, "origin": "gate"}},
+        "park_devices": [
+            {"id": "G0", "name": "并网点", "type": "grid_meter", "protocol": "modbus", "unit_id": 1,
+             "points": pts(("p_kw", "active_power", "kW", 0), ("e_kwh", "energy", "kWh", 2))},
+        ],
+        "enterprises": [
+            {"id": "E01", "name": "钢厂", "name_en": "steel works", "sector": "steel",
+             "buildings": [{"id": "B1", "name": "电炉车间", "footprint_m": [[0, 0], [40, 0], [40, 20]],
+                            "height_m": 18}],
+             "devices": [
+                 {"id": "E01-M0", "name": "总表", "type": "main_meter", "protocol": "modbus", "unit_id": 2,
+                  "building": "B1", "points": pts(("p_kw", "active_power", "kW", 0), ("e_kwh", "energy", "kWh", 2))},
+                 {"id": "E01-L1", "name": "电炉", "type": "process_line", "protocol": "opcua",
+                  "params": {"profile": "steel_eaf", "rated_kw": 5000, "load_factor": 0.7},
+                  "points": pts(("p_kw", "active_power", "kW", "ns=2;s=E01-L1.p_kw"))},
+             ]},
+            {"id": "E02", "name": "水厂", "name_en": "water works", "sector": "utilities",
+             "devices": [
+                 {"id": "E02-M0", "name": "总表", "type": "main_meter", "protocol": "mqtt",
+                  "points": pts(("p_kw", "active_power", "kW", "anning/E02/p_kw"))},
+             ]},
+        ],
+    }
+
+
+@pytest.fixture
+def tiny_park():
+    from anning_lib.park import parse_park
+
+    return parse_park(tiny_park_dict(), data_dir=REPO / "data")
+
+
+@pytest.fixture
+def db(engine, tiny_park):
+    """``engine`` migrated to head with ``tiny_park``'s assets."""
+    from anning_lib.store import init_db
+
+    init_db(engine, tiny_park)
+    return engine
