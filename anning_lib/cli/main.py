@@ -147,8 +147,9 @@ def demo(
     feed = LiveFeed(sim, end)
 
     def tick(now, n):
-        refresh_rollups(engine, now - pd.Timedelta("30min"), now)
-        _say(f"live {now.tz_convert(settings.timezone):%Y-%m-%d %H:%M:%S}: {n} rows")
+        if n:
+            refresh_rollups(engine, now - pd.Timedelta("30min"), now)
+            _say(f"live {now.tz_convert(settings.timezone):%Y-%m-%d %H:%M:%S}: {n:,d} rows")
 
     _say("running:")
     _say(f"  simulator -> store, 1-minute telemetry of {sum(1 for _ in park.iter_points())} points every {interval:g} s")
