@@ -157,14 +157,16 @@ def test_steam_tracks_production(park, week_15min):
 
 def test_office_loads_follow_workdays(park):
     sim = ParkSimulator(park, SEED, DATA)
-    # 2026-10-01..07 is the National Day holiday; 2026-10-12 (Mon) and 2026-10-10 (Sat, a working day in lieu?)
+    # State Council 2026 schedule: 1-7 October off (5 October a Monday), Saturday 10 October worked in lieu.
     frame = pd.concat(sim.run(date(2026, 10, 5), date(2026, 10, 13), step="1h")).tz_convert("Asia/Shanghai")
     office = frame["E13-ADMIN.p_kw"]
     holiday_noon = office.loc["2026-10-05 12:00"]
+    saturday_in_lieu_noon = office.loc["2026-10-10 12:00"]
     sunday_noon = office.loc["2026-10-11 12:00"]
     monday_noon = office.loc["2026-10-12 12:00"]
     monday_night = office.loc["2026-10-12 02:00"]
     assert monday_noon > 3 * holiday_noon and monday_noon > 3 * sunday_noon and monday_noon > 3 * monday_night
+    assert saturday_in_lieu_noon > 3 * sunday_noon
 
 
 def test_eaf_runs_in_heats(park):

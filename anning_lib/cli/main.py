@@ -91,7 +91,7 @@ def _date_range(days: int, start: str | None) -> tuple[date, date]:
     return first, first + timedelta(days=days)
 
 
-def backfill(days: int, start: str | None, step: str, seed: int | None = None):
+def backfill(days: int, start: str | None, step: str, seed: int | None = None, engine=None):
     """Simulate ``days`` local days and upsert them; returns the simulator (state at the end) and the end day."""
     from anning_lib.sim import ParkSimulator, to_long
     from anning_lib.store.engine import check_schema
@@ -99,7 +99,7 @@ def backfill(days: int, start: str | None, step: str, seed: int | None = None):
 
     settings = get_settings()
     first, end = _date_range(days, start)
-    engine = _engine()
+    engine = engine or _engine()
     check_schema(engine)
     sim = ParkSimulator(_park(), settings.seed if seed is None else seed, settings.data_dir)
     rows = 0
@@ -109,7 +109,7 @@ def backfill(days: int, start: str | None, step: str, seed: int | None = None):
             bar.update(1)
     refresh_rollups(engine, pd.Timestamp(first, tz=settings.timezone), pd.Timestamp(end, tz=settings.timezone))
     _say(f"backfill: {first} .. {end - timedelta(days=1)} ({days} days, step {step}): {rows:,d} rows upserted")
-    return sim, end, engine
+    return sim, end
 
 
 @sim_app.command("backfill")
@@ -141,7 +141,7 @@ def demo(
     engine = _engine()
     counts = init_db(engine, park)
     _say(f"database: {engine.url.render_as_string(hide_password=True)} ({counts})")
-    sim, end, _ = backfill(days, None, "15min")
+    sim, end = backfill(days, None, "15min", engine=engine)
     if not live:
         return
     feed = LiveFeed(sim, end)

@@ -33,8 +33,9 @@ _CN = holidays.country_holidays("CN", years=range(2015, 2036))
 
 
 def is_workday(day: date) -> bool:
-    """Monday to Friday and not a Chinese public holiday (including the State Council's substitute days off)."""
-    return day.weekday() < 5 and day not in _CN
+    """A working day in China: Monday to Friday except public holidays and the State Council's substitute days
+    off, plus the weekend days declared working days in lieu (调休上班)."""
+    return _CN.is_working_day(day)
 
 
 def outage_days(seed: int, device_id: str, year: int, days_per_year: float) -> set[date]:
@@ -100,7 +101,7 @@ def running_mask(profile: str, shifts: str, works_weekends: bool, day: date, hou
         return np.full(hours.shape, workday) & (hours >= lo) & (hours < hi)
     if profile == "utility" or shifts == "continuous":
         return np.ones(hours.shape, dtype=bool)
-    if not workday and not (works_weekends and day not in _CN):
+    if not workday and not (works_weekends and day not in _CN):  # weekend-working plants still stop on holidays
         return np.zeros(hours.shape, dtype=bool)
     lo, hi = SHIFT_HOURS[shifts]
     return (hours >= lo) & (hours < hi)
