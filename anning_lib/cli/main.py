@@ -91,7 +91,7 @@ def _date_range(days: int, start: str | None) -> tuple[date, date]:
     return first, first + timedelta(days=days)
 
 
-def backfill(days: int, start: str | None, step: str, seed: int | None = None, engine=None):
+def backfill(days: int, start: str | None, step: str, seed: int | None = None, engine=None, park=None):
     """Simulate ``days`` local days and upsert them; returns the simulator (state at the end) and the end day."""
     from anning_lib.sim import ParkSimulator, to_long
     from anning_lib.store.engine import check_schema
@@ -101,7 +101,7 @@ def backfill(days: int, start: str | None, step: str, seed: int | None = None, e
     first, end = _date_range(days, start)
     engine = engine or _engine()
     check_schema(engine)
-    sim = ParkSimulator(_park(), settings.seed if seed is None else seed, settings.data_dir)
+    sim = ParkSimulator(park or _park(), settings.seed if seed is None else seed, settings.data_dir)
     rows = 0
     with tqdm(total=(end - first).days, desc="backfill", unit="day", file=sys.stderr) as bar:
         for frame in sim.run(first, end, step):
@@ -141,7 +141,7 @@ def demo(
     engine = _engine()
     counts = init_db(engine, park)
     _say(f"database: {engine.url.render_as_string(hide_password=True)} ({counts})")
-    sim, end = backfill(days, None, "15min", engine=engine)
+    sim, end = backfill(days, None, "15min", engine=engine, park=park)
     if not live:
         return
     feed = LiveFeed(sim, end)
