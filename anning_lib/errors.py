@@ -15,8 +15,8 @@ class ConfigError(AnningError):
     """A setting (environment variable ``ANNING_*`` or TOML file) is invalid."""
 
 
-class ParkModelError(AnningError):
-    """The park model file is invalid.
+class ProblemsError(AnningError):
+    """A file failed validation; every problem names its field path and value.
 
     Parameters
     ----------
@@ -38,6 +38,18 @@ class ParkModelError(AnningError):
     def report(self) -> str:
         """All problems, one per line."""
         return "\n".join(f"{path}: {reason}" for path, _v, reason in self.problems)
+
+
+class ParkModelError(ProblemsError):
+    """The park model file (``data/park/*.yaml``) is invalid."""
+
+
+class PointMapError(ProblemsError, ConfigError):
+    """A gateway point map (``ingest/*.yaml``) is invalid or disagrees with the park model."""
+
+
+class IngestError(AnningError):
+    """The gateway could not do what was asked (unreachable device, refused setpoint, bad import file)."""
 
 
 class StoreError(AnningError):

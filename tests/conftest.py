@@ -58,13 +58,13 @@ def tiny_park_dict() -> dict:
     """A valid park of 2 enterprises, 4 devices and 6 points (tags G0.p_kw, G0.e_kwh, E01-M0.p_kw,
     E01-M0.e_kwh, E01-L1.p_kw, E02-M0.p_kw)."""
     def pts(*specs):
-        return [{"id": i, "quantity": q, "unit": u, "address": a, "min": 0.0, "max": 1e5} for i, q, u, a in specs]
+        return [{"id": i, "quantity": q, "unit": u, "min": 0.0, "max": 1e5} for i, q, u, _a in specs]
 
     return {
         "meta": {"name": "测试园区", "name_en": "test park", "version": "t1", "year": 2026, "source": "tests",
                  "site": {"latitude_deg": 24.9, "longitude_deg": 102.5, "altitude_m": 1850, "origin": "gate"}},
         "park_devices": [
-            {"id": "G0", "name": "并网点", "type": "grid_meter", "protocol": "modbus", "unit_id": 1,
+            {"id": "G0", "name": "并网点", "type": "grid_meter", "protocol": "modbus",
              "points": pts(("p_kw", "active_power", "kW", 0), ("e_kwh", "energy", "kWh", 2))},
         ],
         "enterprises": [
@@ -72,7 +72,7 @@ def tiny_park_dict() -> dict:
              "buildings": [{"id": "B1", "name": "电炉车间", "footprint_m": [[0, 0], [40, 0], [40, 20]],
                             "height_m": 18}],
              "devices": [
-                 {"id": "E01-M0", "name": "总表", "type": "main_meter", "protocol": "modbus", "unit_id": 2,
+                 {"id": "E01-M0", "name": "总表", "type": "main_meter", "protocol": "modbus",
                   "building": "B1", "points": pts(("p_kw", "active_power", "kW", 0), ("e_kwh", "energy", "kWh", 2))},
                  {"id": "E01-L1", "name": "电炉", "type": "process_line", "protocol": "opcua",
                   "params": {"profile": "steel_eaf", "rated_kw": 5000, "load_factor": 0.7},

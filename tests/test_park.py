@@ -92,14 +92,6 @@ def test_a_new_carrier_is_data_only(raw, tmp_path):
     assert park.enterprises[5].devices[0].carrier == "syngas"
 
 
-def test_address_templates_are_filled():
-    park = load_park(PARK_FILE, DATA)
-    boiler = park.device("E04-B1")
-    assert boiler.point("steam_t_h").address == "ns=2;s=E04-B1.steam_t_h"
-    cems = park.device("E04-CEMS1")
-    assert cems.point("co2_t_h").address == "anning/E04/E04-CEMS1/co2_t_h"
-
-
 def test_cli_reports_one_line_and_exit_2(raw, tmp_path):
     bad = yaml.safe_load(yaml.safe_dump(raw, allow_unicode=True))
     bad["enterprises"][3]["devices"][1]["points"][0]["unit"] = "kwhh"

@@ -44,7 +44,7 @@ def test_sync_updates_in_place_and_keeps_point_ids(db):
     raw = tiny_park_dict()
     raw["enterprises"][0]["name"] = "钢厂（改名）"
     raw["enterprises"][1]["devices"][0]["points"].append(
-        {"id": "e_kwh", "quantity": "energy", "unit": "kWh", "address": "anning/E02/e_kwh"})
+        {"id": "e_kwh", "quantity": "energy", "unit": "kWh"})
     del raw["enterprises"][0]["devices"][1]  # E01-L1 leaves the model: kept in the database
     summary = init_db(db, parse_park(raw, data_dir=REPO / "data"))
     assert summary["points"] == 6 and summary["stale_points"] == 1

@@ -41,35 +41,9 @@ def _problems_from(err: ValidationError, prefix: str = "") -> list[tuple[str, ob
     return problems
 
 
-def _expand_templates(raw: dict) -> dict:
-    """Drop ``x-*`` template keys and fill ``{device}``/``{enterprise}`` in point addresses."""
-    raw = {k: v for k, v in raw.items() if not str(k).startswith("x-")}
-
-    def fill(devices, enterprise_id):
-        out = []
-        for d in devices or []:
-            if not isinstance(d, dict):
-                out.append(d)
-                continue
-            d = dict(d)
-            pts = []
-            for p in d.get("points") or []:
-                if isinstance(p, dict) and isinstance(p.get("address"), str):
-                    p = dict(p, address=p["address"].format(device=d.get("id", ""), enterprise=enterprise_id))
-                pts.append(p)
-            if "points" in d:
-                d["points"] = pts
-            out.append(d)
-        return out
-
-    raw["park_devices"] = fill(raw.get("park_devices"), "park")
-    ents = []
-    for e in raw.get("enterprises") or []:
-        if isinstance(e, dict):
-            e = dict(e, devices=fill(e.get("devices"), e.get("id", "")))
-        ents.append(e)
-    raw["enterprises"] = ents
-    return raw
+def _drop_templates(raw: dict) -> dict:
+    """Drop ``x-*`` keys (YAML anchors for templates) from the top level."""
+    return {k: v for k, v in raw.items() if not str(k).startswith("x-")}
 
 
 def _device_entries(park: Park):
@@ -149,7 +123,7 @@ def parse_park(raw: dict, data_dir: Path, source: str | None = None) -> Park:
         raise ParkModelError([("<root>", raw, "the park file must be a mapping")], source)
     cat = load_catalogue(Path(data_dir))
     try:
-        park = Park.model_validate(_expand_templates(raw), context={"catalogue": cat})
+        park = Park.model_validate(_drop_templates(raw), context={"catalogue": cat})
     except ValidationError as err:
         raise ParkModelError(_problems_from(err), source) from None
     problems = _check_references(park, cat)

@@ -7,7 +7,6 @@ against these models and the reference catalogues (units, carriers). Sign conven
 
 from __future__ import annotations
 
-import re
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -76,6 +75,7 @@ class BessParams(_Strict):
     soc_min_frac: float = Field(0.1, ge=0, lt=1, description="lowest allowed state of charge [-]")
     soc_max_frac: float = Field(0.95, gt=0, le=1, description="highest allowed state of charge [-]")
     soc_init_frac: float = Field(0.5, ge=0, le=1, description="state of charge at the simulation start [-]")
+    soh_frac: float = Field(1.0, gt=0, le=1, description="state of health: usable / nameplate capacity [-]")
     control: Literal["advisory", "auto"] = Field("advisory", description="setpoints suggested or executed")
 
     @model_validator(mode="after")
@@ -124,22 +124,15 @@ DeviceType = Literal[
 
 
 # ---------------------------------------------------------------------------------------------- points
-_OPCUA_NODE = re.compile(r"^ns=\d+;[sigb]=.+$")
-_MQTT_TOPIC = re.compile(r"^[^#+\s]+$")
-
-
 class Point(_Strict):
-    """One measured quantity of a device, with its protocol address."""
+    """One measured quantity of a device. Its protocol address is in the gateway's point maps (``ingest/``)."""
 
     id: ID
     quantity: str
     unit: str
     min: float | None = Field(None, description="lowest plausible value, in ``unit``")
     max: float | None = Field(None, description="highest plausible value, in ``unit``")
-    scale: float = Field(1.0, description="engineering value = raw register value * scale")
-    address: int | str = Field(description="Modbus register, OPC UA node id or MQTT topic")
-    dtype: Literal["float32", "int16", "uint16", "int32", "uint32"] = "float32"
-    writable: bool = False
+    writable: bool = Field(False, description="a setpoint the control path may write")
 
     @field_validator("quantity")
     @classmethod
@@ -176,27 +169,10 @@ class Device(_Strict):
     type: DeviceType
     carrier: str = "electricity"
     building: str | None = None
-    protocol: Protocol
-    unit_id: int | None = Field(None, ge=0, le=247, description="Modbus unit (slave) id")
+    protocol: Protocol = Field(description="how the gateway reaches it; the address is in ingest/<protocol>.yaml")
     params: dict = Field(default_factory=dict)
     points: list[Point] = Field(min_length=1)
     assumptions: dict[str, str] = Field(default_factory=dict, description="param name -> basis of the number")
-
-    @model_validator(mode="after")
-    def _addresses(self) -> Device:
-        for i, p in enumerate(self.points):
-            bad = None
-            if self.protocol == "modbus" and not (isinstance(p.address, int) and 0 <= p.address <= 65535):
-                bad = "a Modbus register 0..65535"
-            elif self.protocol == "opcua" and not (isinstance(p.address, str) and _OPCUA_NODE.match(p.address)):
-                bad = "an OPC UA node id like 'ns=2;s=Name'"
-            elif self.protocol == "mqtt" and not (isinstance(p.address, str) and _MQTT_TOPIC.match(p.address)):
-                bad = "an MQTT topic without wildcards"
-            if bad:
-                raise ValueError(f"points[{i}].address {p.address!r} is not {bad}")
-        if self.protocol == "modbus" and self.unit_id is None:
-            raise ValueError("unit_id is required for a Modbus device")
-        return self
 
     @cached_property
     def p(self) -> BaseModel:
@@ -275,6 +251,13 @@ class Park(_Strict):
         for _eid, d in self.iter_devices():
             if d.id == device_id:
                 return d
+        raise KeyError(f"no device {device_id!r} in the park")
+
+    def enterprise_of(self, device_id: str) -> str | None:
+        """The id of the enterprise owning a device; None for park-level devices."""
+        for eid, d in self.iter_devices():
+            if d.id == device_id:
+                return eid
         raise KeyError(f"no device {device_id!r} in the park")
 
     def enterprise(self, enterprise_id: str) -> Enterprise:

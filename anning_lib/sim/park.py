@@ -111,11 +111,17 @@ class ParkSimulator:
             sp = tou_rule_setpoints(band, d.p)
             p, soc = simulate_bess(sp, d.p, MINUTE_H, self.soc[d.id])
             self.soc[d.id] = float(soc[-1])
-            out[d.id] = {"p_kw": p, "soc_frac": soc, "p_set_kw": sp}
+            out[d.id] = {"p_kw": p, "soc_frac": soc, "p_set_kw": sp,
+                         "soh_frac": np.full(len(p), d.p.soh_frac), "fault": np.zeros(len(p))}
         return out
 
     def _pv(self, devices: list[Device], weather: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
-        return {d.id: {k: v.to_numpy() for k, v in pv_output(weather, d.p).items()} for d in devices if d.type == "pv"}
+        out = {}
+        for d in devices:
+            if d.type == "pv":
+                out[d.id] = {k: v.to_numpy() for k, v in pv_output(weather, d.p).items()}
+                out[d.id]["fault"] = np.zeros(len(weather))  # status word: 0 = no fault
+        return out
 
     def _enterprise(self, ent: Enterprise, day: date, times, weather) -> tuple[dict, np.ndarray, np.ndarray]:
         """True values of one enterprise's devices, its true main-meter power and reactive power."""
@@ -175,7 +181,7 @@ class ParkSimulator:
         if d.type == "weather_station":
             return values
         g = self._gain(d.id, SUB_METER_CLASS_PCT, n, day)
-        exact = ("soc_frac", "p_set_kw", "t_cell_degc")
+        exact = ("soc_frac", "soh_frac", "p_set_kw", "t_cell_degc", "fault")
         out = {k: (v if k in exact else v * g) for k, v in values.items()}
         if d.type == "pv":  # the inverter limits its power on its own measurement, so its reading never exceeds it
             out["p_kw"] = np.minimum(out["p_kw"], d.p.ac_kw)

@@ -44,8 +44,12 @@ def upsert(conn: Connection, table: sa.Table, rows: Sequence[dict], keys: Sequen
     return len(rows)
 
 
-def sync_park(engine: Engine, park: Park) -> dict[str, int]:
+def sync_park(engine: Engine, park: Park, addresses: dict[str, dict] | None = None) -> dict[str, int]:
     """Upsert the park model's enterprises, buildings, devices and points by natural key, in one transaction.
+
+    ``addresses`` (tag -> ``{"address", "dtype", "scale", "unit_id"}``, from
+    :func:`anning_lib.ingest.pointmap.describe_addresses`) fills the point's protocol columns, which are
+    descriptive only: the gateway reads its point maps, not these columns.
 
     Natural keys: enterprise ``id``, building ``(enterprise_id, code)``, device ``id``, point ``tag``
     (``DEV.point``). Existing rows are updated in place, so a point's surrogate ``id`` never changes and
@@ -59,6 +63,7 @@ def sync_park(engine: Engine, park: Park) -> dict[str, int]:
     """
     from anning_lib.park import point_tag
 
+    addr = addresses or {}
     ent_rows = [
         {"id": e.id, "name": e.name, "name_en": e.name_en, "sector": e.sector} for e in park.enterprises
     ]
@@ -83,13 +88,14 @@ def sync_park(engine: Engine, park: Park) -> dict[str, int]:
             "unit": p.unit,
             "min": p.min,
             "max": p.max,
-            "scale": float(p.scale),
-            "address": str(p.address),
-            "dtype": p.dtype,
+            "scale": float(addr.get(point_tag(d.id, p.id), {}).get("scale", 1.0)),
+            "address": str(addr.get(point_tag(d.id, p.id), {}).get("address", "")),
+            "dtype": str(addr.get(point_tag(d.id, p.id), {}).get("dtype", "")),
             "writable": bool(p.writable),
         }
         for _eid, d, p in park.iter_points()
     ]
+    unit_ids = {tag.split(".")[0]: a["unit_id"] for tag, a in addr.items() if a.get("unit_id") is not None}
     building, device, point = TABLES["building"], TABLES["device"], TABLES["point"]
     with engine.begin() as conn:
         upsert(conn, TABLES["enterprise"], ent_rows, ["id"])
@@ -107,7 +113,7 @@ def sync_park(engine: Engine, park: Park) -> dict[str, int]:
                 "type": d.type,
                 "carrier": d.carrier,
                 "protocol": d.protocol,
-                "unit_id": d.unit_id,
+                "unit_id": unit_ids.get(d.id),
                 "params": dict(d.params),
             }
             for eid, d in park.iter_devices()

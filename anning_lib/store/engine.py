@@ -126,7 +126,7 @@ def check_schema(engine: Engine) -> None:
         raise StoreError(f"database revision {cur!r} is not the library's {head!r}: run `anning db upgrade`")
 
 
-def init_db(engine: Engine, park: Park | None = None) -> dict[str, int] | None:
+def init_db(engine: Engine, park: Park | None = None, addresses: dict[str, dict] | None = None) -> dict[str, int] | None:
     """Bring the schema to head and, if ``park`` is given, upsert its assets (:func:`sync_park`).
 
     Safe to run any number of times: migrations already applied are skipped and the assets are upserted by
@@ -142,4 +142,4 @@ def init_db(engine: Engine, park: Park | None = None) -> dict[str, int] | None:
         return None
     from anning_lib.store.assets import sync_park
 
-    return sync_park(engine, park)
+    return sync_park(engine, park, addresses)
