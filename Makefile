@@ -4,8 +4,9 @@ VENV    ?= .venv
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 DAYS    ?= 90
-# Debian packages the product needs (PostgreSQL for the store tests; the demo itself runs on SQLite).
-APT_PKGS = postgresql
+# Debian packages the product needs: PostgreSQL (store tests, production), Mosquitto (MQTT broker; the demo
+# falls back to an embedded broker without it).
+APT_PKGS = postgresql mosquitto
 
 .PHONY: demo test bench setup system-deps clean
 
@@ -26,7 +27,7 @@ system-deps:
 	  else echo "please install the Debian packages:$$missing (sudo apt-get install$$missing)"; fi; \
 	fi
 
-demo: $(STAMP)
+demo: system-deps $(STAMP)
 	$(BIN)/anning demo --days $(DAYS) $(DEMO_ARGS)
 
 test: system-deps $(STAMP)

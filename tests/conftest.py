@@ -101,3 +101,29 @@ def db(engine, tiny_park):
 
     init_db(engine, tiny_park)
     return engine
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (tests run in parallel: never use fixed ports)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real Mosquitto broker with TLS (demo CA) and password authentication, on a free loopback port.
+
+    Users: ``gateway`` / ``gw-secret`` and ``sim`` / ``sim-secret``; the CA is ``tmp_path / "pki" / "ca.crt"``.
+    """
+    from anning_lib.sim.mqtt_broker import MosquittoBroker, mosquitto_available
+
+    if not mosquitto_available():
+        pytest.fail("mosquitto is not installed (make system-deps installs it)")
+    b = MosquittoBroker(tmp_path / "broker", free_port(), {"gateway": "gw-secret", "sim": "sim-secret"},
+                        tmp_path / "pki")
+    b.start()
+    yield b
+    b.stop()

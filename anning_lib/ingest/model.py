@@ -117,10 +117,13 @@ class SourceHealth:
         self._logged = {k for k in self._logged if not k.startswith("conn")}
 
     def down(self, message: str) -> None:
-        if self.connected:
+        """The connection is lost or refused: logged when it goes down, counted every time."""
+        if self.connected or "connection" not in self._logged:
             log.warning("%s: disconnected: %s", self.source, message)
+            self._logged.add("connection")
         self.connected = False
-        self.error("connection", message)
+        self.n_errors += 1
+        self.last_error = f"connection: {message}"
 
     def as_row(self) -> dict:
         return {"source": self.source, "protocol": self.protocol, "connected": self.connected,

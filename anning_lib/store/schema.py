@@ -308,5 +308,22 @@ class ReportRun(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
 
 
+# ============================================================== 0004: ingestion health
+class IngestHealth(Base):
+    """Health of one gateway connection, refreshed every few seconds by ``anning ingest run``."""
+
+    __tablename__ = "ingest_health"
+    source: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    protocol: Mapped[str] = mapped_column(sa.String(16))
+    connected: Mapped[bool] = mapped_column(sa.Boolean)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    n_samples: Mapped[int] = mapped_column(sa.BigInteger)
+    n_bad: Mapped[int] = mapped_column(sa.BigInteger)
+    n_errors: Mapped[int] = mapped_column(sa.BigInteger)
+    last_error: Mapped[str] = mapped_column(sa.Text)
+    lag_s: Mapped[float | None] = mapped_column(sa.Float)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
 TABLES: dict[str, sa.Table] = dict(Base.metadata.tables)
 """Every table of the head schema by name."""

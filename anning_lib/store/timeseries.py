@@ -11,6 +11,8 @@ Write semantics (:func:`write_measurements`)
   (unknown tag, naive or missing timestamp, infinite value, bad quality) changes nothing.
 * NaN values mean "no reading": by default (``nan="skip"``) those rows are dropped and not counted, and an
   already stored value at that instant is kept. ``nan="raise"`` rejects the frame instead.
+* ``replace="unless_worse"`` (the gateway's mode) keeps a stored value when the new one has a worse quality
+  code (good 0 < uncertain 1 < bad 2 < stale 3), so a late bad reading never overwrites good data.
 * Duplicate ``(point, ts)`` rows within one frame (after flooring to the stored resolution): the last wins.
 * On SQLite instants are stored in whole milliseconds (finer parts are floored); on PostgreSQL in
   microseconds.
@@ -68,9 +70,11 @@ _PG_MERGE = (
     f"SELECT point_id, ts, value, quality FROM {_STAGE} "
     f"ON CONFLICT (point_id, ts) DO UPDATE SET value = EXCLUDED.value, quality = EXCLUDED.quality"
 )
+_UNLESS_WORSE = " WHERE excluded.quality <= measurement.quality"
+REPLACE_MODES = ("always", "unless_worse")
 
 
-def write_measurements(bind: Bind, df: pd.DataFrame, *, nan: str = "skip") -> int:
+def write_measurements(bind: Bind, df: pd.DataFrame, *, nan: str = "skip", replace: str = "always") -> int:
     """Upsert measurements from a long frame, in one transaction.
 
     Parameters
@@ -82,6 +86,8 @@ def write_measurements(bind: Bind, df: pd.DataFrame, *, nan: str = "skip") -> in
         (float, in the point's unit); optional ``quality`` (int 0..32767, 0 = good; default 0).
     nan : {"skip", "raise"}
         What a NaN value means: a missing reading to skip, or an error.
+    replace : {"always", "unless_worse"}
+        Whether a stored row at the same instant is always replaced, or kept when the new quality is worse.
 
     Returns
     -------
@@ -99,27 +105,30 @@ def write_measurements(bind: Bind, df: pd.DataFrame, *, nan: str = "skip") -> in
     :data:`SQLITE_CHUNK_ROWS`. PostgreSQL: ``COPY`` into a temporary table, then one
     ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``.
     """
+    if replace not in REPLACE_MODES:
+        raise StoreError(f"replace: must be one of {REPLACE_MODES}, got {replace!r}")
+    suffix = _UNLESS_WORSE if replace == "unless_worse" else ""
     with _transaction(bind) as conn:
         rows = prepare_measurements(conn, df, nan=nan, floor="ms" if conn.dialect.name == "sqlite" else "us")
         if rows.empty:
             return 0
         if conn.dialect.name == "sqlite":
-            _write_sqlite(conn, rows)
+            _write_sqlite(conn, rows, suffix)
         else:
-            _write_postgresql(conn, rows)
+            _write_postgresql(conn, rows, suffix)
         return len(rows)
 
 
-def _write_sqlite(conn: Connection, rows: pd.DataFrame) -> None:
+def _write_sqlite(conn: Connection, rows: pd.DataFrame, suffix: str = "") -> None:
     pid, ms = rows["point_id"].to_numpy(), epoch_ints(rows["ts"], "ms")
     value, quality = rows["value"].to_numpy(), rows["quality"].to_numpy()
     for i in range(0, len(rows), SQLITE_CHUNK_ROWS):
         sl = slice(i, i + SQLITE_CHUNK_ROWS)
         params = list(zip(pid[sl].tolist(), ms[sl].tolist(), value[sl].tolist(), quality[sl].tolist()))
-        conn.exec_driver_sql(_SQLITE_UPSERT, params)
+        conn.exec_driver_sql(_SQLITE_UPSERT + suffix, params)
 
 
-def _write_postgresql(conn: Connection, rows: pd.DataFrame) -> None:
+def _write_postgresql(conn: Connection, rows: pd.DataFrame, suffix: str = "") -> None:
     pid, us = rows["point_id"].to_numpy(), epoch_ints(rows["ts"], "us")
     value, quality = rows["value"].to_numpy(), rows["quality"].to_numpy()
     raw = conn.connection.driver_connection
@@ -135,7 +144,7 @@ def _write_postgresql(conn: Connection, rows: pd.DataFrame) -> None:
                 sl = slice(i, i + PG_COPY_CHUNK_ROWS)
                 copy.write(pgcopy_binary(pid[sl], us[sl], value[sl], quality[sl]))
             copy.write(PGCOPY_TRAILER)
-        cur.execute(_PG_MERGE)
+        cur.execute(_PG_MERGE + suffix.replace("excluded.", "EXCLUDED."))
         cur.execute(f"DROP TABLE {_STAGE}")
 
 

@@ -1,0 +1,163 @@
+"""The ingestion gateway (``anning ingest run``): every adapter, one screening intake, one batching writer.
+
+One asyncio loop runs a Modbus poller per Modbus connection, an OPC UA subscriber per OPC UA endpoint and an MQTT
+subscriber per broker (paho's network thread feeds the same intake), the :class:`BatchWriter` and a task that
+stores each connection's health in ``ingest_health`` every ``health_s`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import math
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from anning_lib.ingest.buffer import DiskBuffer
+from anning_lib.ingest.model import Sample, SourceHealth
+from anning_lib.ingest.pointmap import PointMaps, mqtt_topic_table
+from anning_lib.ingest.writer import Ack, BatchWriter
+from anning_lib.park.schema import Park, point_tag
+from anning_lib.store.assets import upsert
+from anning_lib.store.schema import TABLES
+
+log = logging.getLogger("anning.ingest")
+
+
+class Intake:
+    """The gateway's sink: reject what cannot be stored, count it on its source, queue the rest.
+
+    Rejected (counted in ``health.n_bad``, logged once per kind and source): a tag that is not a point of the park
+    model, a value that is not finite, a value outside the point's ``min``/``max``.
+    """
+
+    def __init__(self, park: Park, writer: BatchWriter):
+        self.writer = writer
+        self.limits = {point_tag(d.id, p.id): (p.min, p.max, p.unit) for _e, d, p in park.iter_points()}
+
+    def check(self, s: Sample) -> tuple[str, str] | None:
+        """None if the sample may be stored, else ``(kind, message)``."""
+        lim = self.limits.get(s.tag)
+        if lim is None:
+            return "unknown_point", f"{s.tag} is not a point of the park model"
+        if not math.isfinite(s.value):
+            return "not_finite", f"{s.tag} = {s.value}"
+        lo, hi, unit = lim
+        if (lo is not None and s.value < lo) or (hi is not None and s.value > hi):
+            return "out_of_range", f"{s.tag} = {s.value:g} {unit} is outside [{lo:g}, {hi:g}]"
+        return None
+
+    def __call__(self, samples: list[Sample], health: SourceHealth, ack: Ack | None = None) -> None:
+        good = []
+        for s in samples:
+            problem = self.check(s)
+            if problem is None:
+                good.append(s)
+            else:
+                health.bad(*problem)
+        health.seen(good)
+        self.writer.submit(good, ack)
+
+
+class Gateway:
+    """All adapters of the point maps, writing into one store.
+
+    Parameters
+    ----------
+    park : Park
+    maps : PointMaps
+    engine : Engine
+        the store (schema at head, park synced).
+    var_dir : Path
+        base of relative certificate and secret paths; the buffer file lives here too.
+    flush_s, health_s : float
+        writer flush interval and health-row refresh interval [s].
+    """
+
+    def __init__(self, park: Park, maps: PointMaps, engine: Engine, var_dir: Path, *, flush_s: float = 0.1,
+                 health_s: float = 5.0, buffer_path: Path | None = None):
+        self.park, self.maps, self.engine, self.var_dir = park, maps, engine, Path(var_dir)
+        self.health_s = health_s
+        self.buffer = DiskBuffer(buffer_path or self.var_dir / "ingest-buffer.sqlite")
+        self.writer = BatchWriter(engine, self.buffer, flush_s=flush_s)
+        self.intake = Intake(park, self.writer)
+        self.adapters: list = []
+        self.health: list[SourceHealth] = [self.writer.health]
+        self._build()
+
+    def _add(self, adapter, health: SourceHealth) -> None:
+        self.adapters.append(adapter)
+        self.health.append(health)
+
+    def _build(self) -> None:
+        if self.maps.modbus:
+            from anning_lib.ingest.modbus import ModbusPoller
+
+            for conn in self.maps.modbus.connections:
+                h = SourceHealth(conn.name, "modbus")
+                self._add(ModbusPoller(conn, self.intake, h), h)
+        if self.maps.opcua:
+            from anning_lib.ingest.opcua import OpcuaSubscriber
+
+            for conn in self.maps.opcua.connections:
+                h = SourceHealth(conn.name, "opcua")
+                pw = conn.password.resolve(self.var_dir) if conn.password else None
+                self._add(OpcuaSubscriber(conn, self.intake, h, self.var_dir, pw), h)
+        if self.maps.mqtt:
+            from anning_lib.ingest.mqtt import MqttSubscriber
+
+            for conn in self.maps.mqtt.connections:
+                h = SourceHealth(conn.name, "mqtt")
+                pw = conn.password.resolve(self.var_dir) if conn.password else None
+                topics = mqtt_topic_table(conn, self.park)
+                self._add(MqttSubscriber(conn, topics, self.intake, h, self.var_dir, pw), h)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; then stop the adapters, flush the writer and store the health rows."""
+        adapter_stop = asyncio.Event()
+        writer_stop = asyncio.Event()
+        tasks = [asyncio.create_task(a.run(adapter_stop), name=f"adapter-{i}") for i, a in enumerate(self.adapters)]
+        writer = asyncio.create_task(self.writer.run(writer_stop), name="writer")
+        health = asyncio.create_task(self._health_loop(adapter_stop), name="health")
+        await stop.wait()
+        adapter_stop.set()
+        await asyncio.gather(*tasks, health, return_exceptions=True)
+        writer_stop.set()
+        await writer
+        await asyncio.to_thread(self.store_health)
+        self.buffer.close()
+
+    async def _health_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.health_s)
+            except TimeoutError:
+                pass
+            try:
+                await asyncio.to_thread(self.store_health)
+            except Exception as err:  # the database may be down: the writer's health says so already
+                log.debug("health rows not stored: %s", err)
+
+    def store_health(self) -> None:
+        """Upsert one ``ingest_health`` row per connection (and one for the writer)."""
+        now = dt.datetime.now(dt.UTC)
+        rows = []
+        for h in self.health:
+            r = h.as_row()
+            last = r.pop("last_seen_s")
+            r["last_seen"] = None if last is None else dt.datetime.fromtimestamp(last, dt.UTC)
+            r["updated_at"] = now
+            rows.append(r)
+        with self.engine.begin() as conn:
+            upsert(conn, TABLES["ingest_health"], rows, ["source"])
+
+    def adapter_for(self, tag: str):
+        """The adapter whose map holds ``tag`` (for the control path), or None."""
+        device = tag.split(".", 1)[0]
+        for a in self.adapters:
+            conn = getattr(a, "conn", None)
+            if conn is not None and any(getattr(d, "device", d) == device for d in conn.devices):
+                return a
+        return None
