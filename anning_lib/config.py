@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in var_dir")
     data_dir: Path = Field(default=REPO_ROOT / "data", description="reference data folder")
     park_file: Path | None = Field(default=None, description="park model YAML; default data/park/anning.yaml")
+    ingest_dir: Path = Field(default=REPO_ROOT / "ingest", description="gateway point maps (modbus/opcua/mqtt.yaml)")
     timezone: str = Field(default="Asia/Shanghai", description="display time zone; storage is always UTC")
     seed: int = Field(default=20261125, description="simulator seed")
 

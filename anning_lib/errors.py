@@ -48,6 +48,10 @@ class PointMapError(ProblemsError, ConfigError):
     """A gateway point map (``ingest/*.yaml``) is invalid or disagrees with the park model."""
 
 
+class ImportFileError(ProblemsError):
+    """A file given to ``anning ingest import`` has bad rows; nothing of it was stored."""
+
+
 class IngestError(AnningError):
     """The gateway could not do what was asked (unreachable device, refused setpoint, bad import file)."""
 

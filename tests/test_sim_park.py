@@ -185,3 +185,17 @@ def test_same_seed_same_numbers_other_seed_other_numbers(park):
     c = ParkSimulator(park, 6, DATA).day(date(2026, 5, 1))
     pd.testing.assert_frame_equal(a, b)
     assert not np.allclose(a["GRID.p_kw"], c["GRID.p_kw"])
+
+
+def test_every_simulated_reading_lies_within_its_point_limits(park):
+    """The gateway rejects readings outside a point's min/max, so the simulator must never produce one."""
+    from datetime import timedelta
+
+    sim = ParkSimulator(park, 20261125, DATA)
+    limits = {f"{d.id}.{p.id}": (p.min, p.max) for _e, d, p in park.iter_points()}
+    for k in range(0, 365, 30):                          # one day a month over a year
+        frame = sim.day(date(2026, 1, 5) + timedelta(days=k))
+        for tag, col in frame.items():
+            lo, hi = limits[tag]
+            assert lo is None or col.min() >= lo, (tag, col.min(), lo)
+            assert hi is None or col.max() <= hi, (tag, col.max(), hi)

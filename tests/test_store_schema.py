@@ -102,7 +102,7 @@ def test_downgrade_to_base_and_back(engine):
     downgrade(engine, "base")
     assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
     upgrade(engine)
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == "0004"
 
 
 def test_models_match_migrations(engine):

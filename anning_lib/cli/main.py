@@ -21,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Anning zero-
 db_app = typer.Typer(no_args_is_help=True, help="Database: create, migrate, inspect.")
 sim_app = typer.Typer(no_args_is_help=True, help="The park simulator.")
 park_app = typer.Typer(no_args_is_help=True, help="The park model file.")
+ingest_app = typer.Typer(no_args_is_help=True, help="The ingestion gateway: point maps, run, import, setpoints.")
+app.add_typer(ingest_app, name="ingest")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
@@ -123,42 +125,122 @@ def sim_backfill(
     backfill(days, start, step, seed)
 
 
-# ---------------------------------------------------------------------------------------------- demo
-@app.command("demo")
-def demo(
-    days: int = typer.Option(90, help="days of simulated history"),
-    live: bool = typer.Option(True, help="keep the live simulator running after the backfill"),
-    interval: float = typer.Option(10.0, help="seconds between live writes"),
-    duration: float = typer.Option(None, help="stop the live simulator after this many seconds"),
-):
-    """Bring the whole simulated park up on this machine."""
-    from anning_lib.sim.live import LiveFeed, run_live
+# ---------------------------------------------------------------------------------------------- ingest
+def _maps(park, folder: Path | None = None):
+    from anning_lib.ingest.pointmap import load_pointmaps
+
+    return load_pointmaps(folder or get_settings().ingest_dir, park)
+
+
+@ingest_app.command("check")
+def ingest_check(folder: Path = typer.Argument(None, help="folder of modbus/opcua/mqtt.yaml (default ingest/)")):
+    """Validate the gateway's point maps against the park model."""
+    park = _park()
+    maps = _maps(park, folder)
+    for proto in ("modbus", "opcua", "mqtt"):
+        m = getattr(maps, proto)
+        if m is None:
+            typer.echo(f"{proto:<7} no map")
+            continue
+        devs = [d if isinstance(d, str) else d.device for c in m.connections for d in c.devices]
+        n_pts = sum(len(park.device(d).points) for d in devs)
+        typer.echo(f"{proto:<7} {len(m.connections)} connection(s), {len(devs)} devices, {n_pts} points: OK")
+
+
+@ingest_app.command("run")
+def ingest_run(duration: float = typer.Option(None, help="stop after this many seconds (default: run until Ctrl-C)")):
+    """Run the gateway: poll, subscribe and store every point of the maps."""
+    import asyncio
+    import signal
+
+    from anning_lib.ingest.gateway import Gateway
+    from anning_lib.ingest.pointmap import describe_addresses
     from anning_lib.store.engine import init_db
-    from anning_lib.store.timeseries import refresh_rollups, write_measurements
+
+    settings = get_settings()
+    park = _park()
+    maps = _maps(park)
+    engine = _engine()
+    init_db(engine, park, describe_addresses(maps, park))
+    gw = Gateway(park, maps, engine, settings.var_dir)
+
+    async def go():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        await gw.run(stop)
+
+    _say(f"gateway: {len(gw.adapters)} connections -> {engine.url.render_as_string(hide_password=True)}")
+    asyncio.run(go())
+    for h in gw.health:
+        _say(f"  {h.source:<14} {'up' if h.connected else 'down':<5} {h.n_samples:>10,d} samples {h.n_bad:>6,d} bad "
+             f"{h.n_errors:>6,d} errors {h.last_error}")
+
+
+@ingest_app.command("import")
+def ingest_import(
+    file: Path = typer.Argument(..., help="CSV or Excel (.xlsx) file: long (tag, ts, value[, quality]) or wide"),
+    tz: str = typer.Option(None, help="time zone of times written without an offset (default ANNING_TIMEZONE)"),
+    overwrite: bool = typer.Option(False, help="let the file replace stored values whatever their quality"),
+):
+    """Load historical readings; every row is checked first, and a bad row refuses the whole file."""
+    from anning_lib.ingest.tablefile import import_file
+    from anning_lib.store.engine import check_schema
+
+    settings = get_settings()
+    engine = _engine()
+    check_schema(engine)
+    n = import_file(engine, file, _park(), tz=tz or settings.timezone, overwrite=overwrite)
+    typer.echo(f"{file}: {n:,d} rows stored")
+
+
+@ingest_app.command("setpoint")
+def ingest_setpoint(tag: str = typer.Argument(..., help="writable point, e.g. SES.p_set_kw"),
+                    value: float = typer.Argument(..., help="value in the point's unit (storage: kW, > 0 discharges)")):
+    """Write one setpoint through the gateway's connection, read it back and record it in the audit log."""
+    import asyncio
+
+    from anning_lib.ingest.control import write_setpoint
+    from anning_lib.ingest.gateway import Gateway
 
     settings = get_settings()
     park = _park()
     engine = _engine()
-    counts = init_db(engine, park)
+    gw = Gateway(park, _maps(park), engine, settings.var_dir)
+
+    async def go():
+        return await write_setpoint(gw.adapter_for(tag), park, engine, tag, value)
+
+    typer.echo(f"{tag} = {asyncio.run(go()):g} (read back)")
+
+
+# ---------------------------------------------------------------------------------------------- demo
+@app.command("demo")
+def demo(
+    days: int = typer.Option(90, help="days of simulated history"),
+    live: bool = typer.Option(True, help="serve the simulated devices and run the gateway after the backfill"),
+    duration: float = typer.Option(None, help="stop the live part after this many seconds"),
+):
+    """Bring the whole simulated park up on this machine."""
+    import asyncio
+
+    from anning_lib.cli.live import run_live
+    from anning_lib.ingest.pointmap import describe_addresses
+    from anning_lib.store.engine import init_db
+
+    settings = get_settings()
+    park = _park()
+    maps = _maps(park)
+    engine = _engine()
+    counts = init_db(engine, park, describe_addresses(maps, park))
     _say(f"database: {engine.url.render_as_string(hide_password=True)} ({counts})")
     sim, end = backfill(days, None, "15min", engine=engine, park=park)
     if not live:
         return
-    feed = LiveFeed(sim, end)
-
-    def tick(now, n):
-        if n:
-            refresh_rollups(engine, now - pd.Timedelta("30min"), now)
-            _say(f"live {now.tz_convert(settings.timezone):%Y-%m-%d %H:%M:%S}: {n:,d} rows")
-
-    _say("running:")
-    _say(f"  simulator -> store, 1-minute telemetry of {sum(1 for _ in park.iter_points())} points every {interval:g} s")
-    _say("  (the protocol gateway, portal and dispatch arrive with their issues; see README)")
-    _say("stop with Ctrl-C")
-    try:
-        run_live(feed, lambda df: write_measurements(engine, df), interval, duration, tick)
-    except KeyboardInterrupt:
-        _say("stopped")
+    asyncio.run(run_live(park, maps, engine, sim, end, settings.var_dir, settings.timezone, _say, duration))
 
 
 def main() -> None:

@@ -355,9 +355,14 @@ def _check_mqtt(m: MqttMap, park: Park) -> list[tuple[str, object, str]]:
     return problems
 
 
-def describe_addresses(maps: PointMaps) -> dict[str, dict]:
-    """Tag -> ``{"address", "dtype", "scale", "unit_id"}`` for the store's descriptive point columns."""
+def describe_addresses(maps: PointMaps, park: Park | None = None) -> dict[str, dict]:
+    """Tag -> ``{"address", "dtype", "scale", "unit_id"}`` for the store's descriptive point columns
+    (MQTT topics too when ``park`` is given)."""
     out: dict[str, dict] = {}
+    if maps.mqtt and park is not None:
+        for conn in maps.mqtt.connections:
+            for topic, tag in mqtt_topic_table(conn, park).items():
+                out[tag] = {"address": f"{conn.name} {topic}", "dtype": "json", "scale": 1.0}
     if maps.modbus:
         for conn in maps.modbus.connections:
             for dev in conn.devices:

@@ -45,7 +45,7 @@ class LoadParams(_Strict):
     profile: LoadProfile
     rated_kw: float = Field(gt=0, description="rated electrical demand [kW]")
     load_factor: float = Field(gt=0, le=1, description="mean demand / rated demand when running [-]")
-    production_t_per_h: float | None = Field(None, gt=0, description="product output at full load [t/h]")
+    production_t_per_h: float | None = Field(None, gt=0, description="product output at the mean power rated_kw * load_factor; it scales with power [t/h]")
     steam_t_per_t: float = Field(0.0, ge=0, description="process steam per tonne of product [t/t]")
     gas_nm3_per_t: float = Field(0.0, ge=0, description="natural gas fired directly per tonne of product [Nm3/t]")
     process_co2_t_per_t: float = Field(0.0, ge=0, description="process (non-combustion) CO2 per tonne [t/t]")

@@ -1,63 +1,98 @@
-"""Live mode: the simulator writes the current minute's telemetry into the store as the clock advances.
+"""Live mode: the simulated park's readings at any instant, and storage that obeys written setpoints.
 
-Until the ingestion gateway exists, this stands in for it in ``anning demo``: the same values the devices
-will later serve over Modbus TCP, OPC UA and MQTT go straight into the store.
+:class:`LiveValues` keeps the current local day of the :class:`~anning_lib.sim.park.ParkSimulator` at 1-minute
+steps and interpolates linearly between minutes, so servers polled every second see values that move. When a
+client has written a storage setpoint (``p_set_kw``) the storage follows it from then on, step by step within its
+power and energy limits, and the meters upstream (the enterprise's main meter, the grid meter) change by the same
+power, so the balance of docs/glossary.md still holds.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from anning_lib.sim.park import ParkSimulator, to_long
+from anning_lib.sim.storage import simulate_bess
 
 
-class LiveFeed:
-    """Keeps one simulated day at 1-minute steps and hands out the rows whose time has come.
+class LiveValues:
+    """Readings of every point at a given instant.
 
     Parameters
     ----------
     sim : ParkSimulator
         carries the storage state from the backfill that ended at ``first_day``.
     first_day : date
-        the local day the feed starts on (the backfill's end).
+        the local day to start on.
     """
 
     def __init__(self, sim: ParkSimulator, first_day: date):
         self.sim = sim
         self._day = first_day
         self._frame = sim.day(first_day)
-        self._sent_until = self._frame.index[0] - pd.Timedelta("1min")
+        self._t_ns = self._frame.index.as_unit("ns").asi8
+        self._setpoints: dict[str, float] = {}   # bess device id -> setpoint [kW] written by a client
+        self._soc: dict[str, float] = {}         # bess device id -> live state of charge [-]
+        self._last: pd.Timestamp | None = None
+        self._upstream = {}
+        for eid, d in sim.park.iter_devices():
+            if d.type == "bess":
+                main = [m.id for m in sim.park.devices_of(eid, "main_meter")] if eid else []
+                grid = [g.id for g in sim.park.devices_of(None, "grid_meter")]
+                self._upstream[d.id] = main + grid
 
-    def due(self, now: pd.Timestamp) -> pd.DataFrame:
-        """Long rows (tag, ts, value) with ``sent < ts <= now`` (UTC)."""
-        parts = []
-        while True:
-            frame = self._frame[(self._frame.index > self._sent_until) & (self._frame.index <= now)]
-            if len(frame):
-                parts.append(to_long(frame))
-                self._sent_until = frame.index[-1]
-            if now < self._frame.index[-1] + pd.Timedelta("1min"):
-                break
+    def history(self, now: pd.Timestamp, step: str = "15min") -> pd.DataFrame:
+        """Long rows of the current day's completed ``step`` intervals before ``now`` (means, labelled at start).
+
+        The demo stores these so that the history runs up to the moment live acquisition takes over.
+        """
+        cut = pd.Timestamp(now).tz_convert("UTC").floor(step)
+        frame = self._frame[self._frame.index < cut]
+        return to_long(frame.resample(step, label="left", closed="left").mean())
+
+    def set_setpoint(self, device_id: str, p_set_kw: float) -> None:
+        """A client wrote ``p_set_kw`` to a storage device: it follows it from now on."""
+        if device_id not in self._setpoints:
+            tag = f"{device_id}.soc_frac"
+            self._soc[device_id] = float(self._frame[tag].iloc[-1] if self._last is None else self._row(self._last)[tag])
+        self._setpoints[device_id] = float(p_set_kw)
+
+    def _roll(self, now: pd.Timestamp) -> None:
+        while now >= self._frame.index[-1] + pd.Timedelta("1min"):
             self._day = (pd.Timestamp(self._day) + pd.Timedelta(days=1)).date()
             self._frame = self.sim.day(self._day)
-        return pd.concat(parts, ignore_index=True) if parts else to_long(self._frame.iloc[:0])
+            self._t_ns = self._frame.index.as_unit("ns").asi8
 
+    def _row(self, now: pd.Timestamp) -> dict[str, float]:
+        """Linear interpolation between the minute rows around ``now`` (UTC)."""
+        t = now.value
+        i = int(np.searchsorted(self._t_ns, t, side="right")) - 1
+        i = min(max(i, 0), len(self._t_ns) - 1)
+        a = self._frame.iloc[i].to_numpy()
+        if i + 1 < len(self._t_ns):
+            w = (t - self._t_ns[i]) / (self._t_ns[i + 1] - self._t_ns[i])
+            a = a + min(max(w, 0.0), 1.0) * (self._frame.iloc[i + 1].to_numpy() - a)
+        return dict(zip(self._frame.columns, a.tolist()))
 
-def run_live(feed: LiveFeed, write: Callable[[pd.DataFrame], int], interval_s: float, duration_s: float | None,
-             on_tick: Callable[[pd.Timestamp, int], None] | None = None) -> int:
-    """Every ``interval_s`` seconds, write the rows that are due; stop after ``duration_s`` (None: forever)."""
-    started = time.monotonic()
-    total = 0
-    while True:
-        now = pd.Timestamp.now(tz="UTC")
-        n = write(feed.due(now))
-        total += n
-        if on_tick:
-            on_tick(now, n)
-        if duration_s is not None and time.monotonic() - started >= duration_s:
-            return total
-        time.sleep(interval_s)
+    def at(self, now: pd.Timestamp) -> dict[str, float]:
+        """Tag -> reading at ``now`` (UTC), with written storage setpoints applied."""
+        now = pd.Timestamp(now).tz_convert("UTC")
+        self._roll(now)
+        row = self._row(now)
+        dt_h = 0.0 if self._last is None else max(0.0, (now - self._last).total_seconds() / 3600.0)
+        self._last = now
+        for dev_id, sp in self._setpoints.items():
+            params = self.sim.park.device(dev_id).p
+            p, soc = simulate_bess(np.array([sp]), params, max(dt_h, 1e-9), self._soc[dev_id])
+            if dt_h > 0:
+                self._soc[dev_id] = float(soc[0])
+            delta = float(p[0]) - row[f"{dev_id}.p_kw"]
+            row[f"{dev_id}.p_kw"] = float(p[0])
+            row[f"{dev_id}.p_set_kw"] = sp
+            row[f"{dev_id}.soc_frac"] = self._soc[dev_id]
+            for meter in self._upstream[dev_id]:
+                row[f"{meter}.p_kw"] -= delta  # more discharge -> less drawn from upstream
+        return row
