@@ -194,7 +194,7 @@ def test_no_loss_through_broker_restart_and_database_outage(engine, broker, tmp_
         assert row.value == pytest.approx(expected[(row.tag, int(row.ts.timestamp() * 1000))], abs=1e-6)
 
 
-def test_bad_input_is_counted_and_never_changes_good_data(engine, broker, tmp_path):
+def test_bad_input_is_counted_and_never_changes_good_data(engine, broker, tmp_path, caplog):
     init_db(engine, PARK)
     gw = Gateway(PARK, mqtt_map(broker, tmp_path), engine, tmp_path, health_s=0.5)
     ts = 1_795_000_000_000
@@ -218,6 +218,9 @@ def test_bad_input_is_counted_and_never_changes_good_data(engine, broker, tmp_pa
     h = gw.health[1]
     assert h.n_bad == 3 * 5                       # 5 rejected kinds x 3; the q=bad value is valid but worse
     assert {"malformed_json", "unknown_topic", "out_of_range", "wrong_type", "bad_quality"} <= h._logged
+    for kind in ("malformed_json", "unknown_topic", "out_of_range", "wrong_type", "bad_quality"):
+        logged = [r for r in caplog.records if f"({kind})" in r.getMessage()]
+        assert len(logged) == 1, kind            # three of each arrived: logged once, counted three times
     s = read_series(engine, ["E01-CEMS.co2_t_h"], pd.Timestamp(ts, unit="ms", tz="UTC"),
                     pd.Timestamp(ts + 2000, unit="ms", tz="UTC"), tz="UTC")["E01-CEMS.co2_t_h"]
     assert s.tolist() == [4.25, 5.5]
