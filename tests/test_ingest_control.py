@@ -96,3 +96,14 @@ def test_live_readings_interpolate_between_simulated_minutes():
     mid = LiveValues(ParkSimulator(PARK, 7, REPO / "data"), day).at(t + pd.Timedelta("30s"))["E01-EAF.p_kw"]
     assert a != b
     assert mid == pytest.approx((a + b) / 2)      # halfway between the minutes: the mean of the two readings
+
+
+def test_history_of_today_runs_up_to_now_without_gap():
+    day = date(2026, 6, 10)
+    live = LiveValues(ParkSimulator(PARK, 7, REPO / "data"), day)
+    now = pd.Timestamp("2026-06-10T02:37:30Z")
+    rows = live.history(now, "15min")
+    ts = sorted(rows["ts"].unique())
+    # local midnight is 16:00 UTC the day before: quarters 16:00 .. 02:15 (42 of them), then 02:30 .. 02:37 by minute
+    assert ts[0] == pd.Timestamp("2026-06-09T16:00:00Z") and len(ts) == 42 + 8
+    assert ts[41] == pd.Timestamp("2026-06-10T02:15:00Z") and ts[-1] == pd.Timestamp("2026-06-10T02:37:00Z")

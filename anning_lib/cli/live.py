@@ -8,12 +8,12 @@ Composition only: the simulator's servers (:mod:`anning_lib.sim.serve`), the gat
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 from datetime import date
 
 import pandas as pd
 
+from anning_lib.aio import every, stop_on_signal
 from anning_lib.ingest.gateway import Gateway
 from anning_lib.ingest.pointmap import PointMaps
 from anning_lib.park.schema import Park
@@ -24,19 +24,11 @@ from anning_lib.sim.serve import SimServers, fallback_maps
 from anning_lib.store.timeseries import refresh_rollups, write_measurements
 
 
-async def _every(seconds: float, stop: asyncio.Event, fn: Callable[[], None]) -> None:
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), seconds)
-        except TimeoutError:
-            await asyncio.to_thread(fn)
-
-
-def _status(gw: Gateway, tz: str) -> str:
+def _status(gw: Gateway, tz: str, final: bool = False) -> str:
     now = pd.Timestamp.now(tz=tz)
     parts = []
     for h in gw.health[1:]:
-        state = "up" if h.connected else "DOWN"
+        state = "stopped" if final else ("up" if h.connected else "DOWN")
         parts.append(f"{h.source} {state} {h.n_samples:,d} samples" + (f" ({h.n_bad} bad)" if h.n_bad else ""))
     _p50, p99 = gw.writer.latency.percentiles(50, 99)
     return (f"live {now:%H:%M:%S}: " + "; ".join(parts) + f"; {gw.writer.latency.committed:,d} rows committed, "
@@ -50,7 +42,7 @@ async def run_live(park: Park, maps: PointMaps, engine, sim: ParkSimulator, firs
     now = pd.Timestamp.now(tz="UTC")
     n = write_measurements(engine, live.history(now, "15min"))
     refresh_rollups(engine, now.floor("D") - pd.Timedelta("1D"), now)
-    say(f"history of today up to {now.tz_convert(tz).floor('15min'):%H:%M}: {n:,d} rows")
+    say(f"history of today up to {now.tz_convert(tz):%H:%M}: {n:,d} rows")
     servers = SimServers(park, maps, live, var_dir)
     await servers.start()
     if not mosquitto_available():
@@ -62,20 +54,15 @@ async def run_live(park: Park, maps: PointMaps, engine, sim: ParkSimulator, firs
         + [f"MQTT {c.host}:{c.port} via {servers.broker_kind}" for c in (maps.mqtt.connections if maps.mqtt else [])]))
     say(f"gateway: {len(gw.adapters)} connections -> {engine.url.render_as_string(hide_password=True)}; stop with Ctrl-C")
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if duration_s is not None:
-        loop.call_later(duration_s, stop.set)
+    stop_on_signal(stop, duration_s)
 
     def rollups():
         t = pd.Timestamp.now(tz="UTC")
         refresh_rollups(engine, t - pd.Timedelta("30min"), t)
 
     try:
-        await asyncio.gather(servers.run(stop), gw.run(stop), _every(60, stop, rollups),
-                             _every(status_s, stop, lambda: say(_status(gw, tz))))
+        await asyncio.gather(servers.run(stop), gw.run(stop), every(60, stop, rollups),
+                             every(status_s, stop, lambda: say(_status(gw, tz))))
     finally:
         await servers.stop()
-    say(_status(gw, tz))
-    say("stopped")
+    say(_status(gw, tz, final=True))

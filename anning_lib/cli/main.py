@@ -151,8 +151,8 @@ def ingest_check(folder: Path = typer.Argument(None, help="folder of modbus/opcu
 def ingest_run(duration: float = typer.Option(None, help="stop after this many seconds (default: run until Ctrl-C)")):
     """Run the gateway: poll, subscribe and store every point of the maps."""
     import asyncio
-    import signal
 
+    from anning_lib.aio import stop_on_signal
     from anning_lib.ingest.gateway import Gateway
     from anning_lib.ingest.pointmap import describe_addresses
     from anning_lib.store.engine import init_db
@@ -166,11 +166,7 @@ def ingest_run(duration: float = typer.Option(None, help="stop after this many s
 
     async def go():
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        if duration is not None:
-            loop.call_later(duration, stop.set)
+        stop_on_signal(stop, duration)
         await gw.run(stop)
 
     _say(f"gateway: {len(gw.adapters)} connections -> {engine.url.render_as_string(hide_password=True)}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from anning_lib.aio import wait_or_stop
 from anning_lib.ingest.buffer import DiskBuffer
 from anning_lib.ingest.model import Sample, SourceHealth
 from anning_lib.ingest.pointmap import PointMaps, mqtt_topic_table
@@ -124,17 +125,15 @@ class Gateway:
         await stop.wait()
         adapter_stop.set()
         await asyncio.gather(*tasks, health, return_exceptions=True)
+        for h in self.health[1:]:
+            h.connected = False            # stopped on purpose: not an error
         writer_stop.set()
         await writer
         await asyncio.to_thread(self.store_health)
         self.buffer.close()
 
     async def _health_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.health_s)
-            except TimeoutError:
-                pass
+        while not await wait_or_stop(stop, self.health_s):
             try:
                 await asyncio.to_thread(self.store_health)
             except Exception as err:  # the database may be down: the writer's health says so already

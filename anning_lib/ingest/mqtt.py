@@ -110,6 +110,7 @@ class MqttSubscriber:
     def __init__(self, conn: MqttConnection, topics: dict[str, str], sink: Callable, health: SourceHealth,
                  var_dir: Path, password: SecretStr | None = None):
         self.conn, self.topics, self.sink, self.health = conn, topics, sink, health
+        self._stopping = False
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=conn.client_id,
                                   clean_session=conn.clean_session, protocol=paho.MQTTv311, manual_ack=True)
         if conn.tls is not None:
@@ -132,6 +133,9 @@ class MqttSubscriber:
         self.health.up()
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props):
+        if self._stopping:
+            self.health.connected = False
+            return
         self.health.down(f"broker {self.conn.host}:{self.conn.port} disconnected ({reason_code})")
 
     def _ack_for(self, msg) -> Callable[[], None] | None:
@@ -161,6 +165,7 @@ class MqttSubscriber:
         try:
             await stop.wait()
         finally:
+            self._stopping = True
             self.client.disconnect()
             self.client.loop_stop()
 

@@ -22,6 +22,7 @@ import pandas as pd
 import sqlalchemy.exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from anning_lib.aio import wait_or_stop
 from anning_lib.errors import StoreError
 from anning_lib.ingest.buffer import DiskBuffer
 from anning_lib.ingest.model import Sample, SourceHealth
@@ -102,11 +103,7 @@ class BatchWriter:
     # ---------------------------------------------------------------- the loop
     async def run(self, stop: asyncio.Event) -> None:
         """Flush every ``flush_s`` until ``stop`` is set, then flush what is left."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.flush_s)
-            except TimeoutError:
-                pass
+        while not await wait_or_stop(stop, self.flush_s):
             await asyncio.to_thread(self.flush)
         await asyncio.to_thread(self.flush)
 

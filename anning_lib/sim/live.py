@@ -45,13 +45,16 @@ class LiveValues:
                 self._upstream[d.id] = main + grid
 
     def history(self, now: pd.Timestamp, step: str = "15min") -> pd.DataFrame:
-        """Long rows of the current day's completed ``step`` intervals before ``now`` (means, labelled at start).
+        """Long rows of the current day up to ``now``: ``step`` means (labelled at their start) for the completed
+        intervals, then the 1-minute readings of the interval in progress.
 
         The demo stores these so that the history runs up to the moment live acquisition takes over.
         """
-        cut = pd.Timestamp(now).tz_convert("UTC").floor(step)
-        frame = self._frame[self._frame.index < cut]
-        return to_long(frame.resample(step, label="left", closed="left").mean())
+        now = pd.Timestamp(now).tz_convert("UTC")
+        cut = now.floor(step)
+        done = self._frame[self._frame.index < cut].resample(step, label="left", closed="left").mean()
+        partial = self._frame[(self._frame.index >= cut) & (self._frame.index <= now)]
+        return pd.concat([to_long(done), to_long(partial)], ignore_index=True)
 
     def set_setpoint(self, device_id: str, p_set_kw: float) -> None:
         """A client wrote ``p_set_kw`` to a storage device: it follows it from now on."""

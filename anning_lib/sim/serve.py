@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from anning_lib.aio import wait_or_stop
 from anning_lib.ingest.opcua_pki import ensure_opcua_pki
 from anning_lib.ingest.pointmap import PointMaps, resolve_path
 from anning_lib.park.schema import Park
@@ -141,10 +142,7 @@ class SimServers:
             if publish:
                 last_pub = now
             self.push(pd.Timestamp(now, unit="s", tz="UTC"), publish)
-            try:
-                await asyncio.wait_for(stop.wait(), self.tick_s - (time.time() - now) % self.tick_s)
-            except TimeoutError:
-                pass
+            await wait_or_stop(stop, self.tick_s - (time.time() - now) % self.tick_s)
 
     async def stop(self) -> None:
         for pub in self.publishers:
