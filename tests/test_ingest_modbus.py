@@ -137,6 +137,19 @@ def test_parse_block_and_fault_word_marking():
     assert faulted[2].value == 4
 
 
+def test_failed_read_marks_last_values_stale_once_per_outage():
+    dev = _dev([{"point": "p_kw", "address": 0, "function": "input", "type": "int32", "scale": 0.1}])
+    (block,) = read_plan(dev)
+    last: dict[str, float] = {}
+    ok = parse_device(dev, [block], [[0x0000, 0x0064]], 1_000, 1.0, last)     # 100 raw = 10.0 kW
+    assert [(s.value, s.quality) for s in ok] == [(10.0, Quality.GOOD)]
+    first_fail = parse_device(dev, [block], [None], 2_000, 2.0, last)
+    assert [(s.tag, s.ts_ms, s.value, s.quality) for s in first_fail] == [("D.p_kw", 2_000, 10.0, Quality.STALE)]
+    assert parse_device(dev, [block], [None], 3_000, 3.0, last) == []         # still down: nothing repeated
+    back = parse_device(dev, [block], [[0x0000, 0x00C8]], 4_000, 4.0, last)   # 200 raw = 20.0 kW
+    assert [(s.value, s.quality) for s in back] == [(20.0, Quality.GOOD)]
+
+
 # ------------------------------------------------------------------------------------------------ integration
 @pytest.fixture(scope="module")
 def real_conn() -> ModbusConnection:
@@ -340,6 +353,7 @@ def test_server_restarts_on_the_same_port_and_the_poller_reconnects(real_conn):
         await server.start()                                   # same object, same port
         server.update({"GRID.p_kw": 777.0})
         await _until(lambda: health.connected and sink.latest()["GRID.p_kw"].value == 777.0, timeout=4)
+        await asyncio.sleep(0.05)                              # let the watcher see the state
         stop.set()
         await asyncio.wait_for(task, 3)
         await watch

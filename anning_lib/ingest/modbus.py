@@ -161,16 +161,26 @@ def parse_block(block: Block, regs: list[int], ts_ms: int, recv_s: float, qualit
 
 
 def parse_device(dev: ModbusDevice, plan: list[Block], regs: list[list[int] | None], ts_ms: int,
-                 recv_s: float) -> list[Sample]:
+                 recv_s: float, last: dict[str, float] | None = None) -> list[Sample]:
     """Samples of one device poll; ``regs[i]`` is block ``plan[i]`` as read, or None when its read failed.
 
     With a ``fault_point``, a non-zero (or unread) fault word marks every other sample of the poll
-    ``UNCERTAIN``; the fault word itself stays ``GOOD``.
+    ``UNCERTAIN``; the fault word itself stays ``GOOD``. With ``last`` (tag -> last value read, updated here),
+    the first failed read of a point after a good one repeats its last value marked ``STALE``, once per outage,
+    so the stored series says from when the reading is stale.
     """
     samples: list[Sample] = []
+    stale: list[Sample] = []
     for block, r in zip(plan, regs):
         if r is not None:
             samples.extend(parse_block(block, r, ts_ms, recv_s, Quality.GOOD))
+        elif last is not None:
+            for p in block.points:
+                tag = f"{block.device}.{p.point}"
+                if tag in last:
+                    stale.append(Sample(tag, ts_ms, last.pop(tag), Quality.STALE, recv_s))
+    if last is not None:
+        last.update((s.tag, s.value) for s in samples)
     if dev.fault_point is not None:
         fault_tag = f"{dev.device}.{dev.fault_point}"
         fault = next((s for s in samples if s.tag == fault_tag), None)
@@ -178,7 +188,7 @@ def parse_device(dev: ModbusDevice, plan: list[Block], regs: list[list[int] | No
             for s in samples:
                 if s.tag != fault_tag:
                     s.quality = Quality.UNCERTAIN
-    return samples
+    return samples + stale
 
 
 # ------------------------------------------------------------------------------------------------ I/O
@@ -220,6 +230,7 @@ class ModbusPoller:
         self._lost: asyncio.Event | None = None   # set by a device task or pymodbus when the connection drops
         self._lost_reason = ""
         self._t0: float | None = None
+        self._last: dict[str, float] = {}   # tag -> last value read, for STALE marks (parse_device)
 
     def _new_client(self, trace_connect=None) -> AsyncModbusTcpClient:
         # reconnect_delay=0: no pymodbus auto-reconnect (we back off ourselves); retries=0: one timeout_s per read
@@ -307,7 +318,7 @@ class ModbusPoller:
         plan = self.plans[dev.device]
         regs = [None if self._lost.is_set() else await self._read(client, block) for block in plan]
         try:
-            samples = parse_device(dev, plan, regs, ts_ms, self.clock())
+            samples = parse_device(dev, plan, regs, ts_ms, self.clock(), self._last)
         except IngestError as err:
             self.health.error("decode", str(err))
             samples = []
