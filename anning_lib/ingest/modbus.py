@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
+from anning_lib.aio import wait_or_stop
 from anning_lib.errors import IngestError
 from anning_lib.ingest.model import Quality, Sample, Sink, SourceHealth
 from anning_lib.ingest.pointmap import RAW_RANGE, REGISTERS, ModbusConnection, ModbusDevice, ModbusPoint
@@ -282,10 +283,7 @@ class ModbusPoller:
                 self.health.up()
                 return True
             self.health.down(f"cannot connect to {self.conn.host}:{self.conn.port} ({why}); retry in {delay:g} s")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
+            await wait_or_stop(stop, delay)
             delay = min(2 * delay, self.conn.backoff_max_s)
         return False
 

@@ -35,6 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import SecretStr
 
+from anning_lib.aio import wait_or_stop
 from anning_lib.errors import IngestError
 from anning_lib.ingest.model import Quality, Sample, Sink, SourceHealth
 from anning_lib.ingest.pointmap import OpcuaConnection, resolve_path
@@ -216,8 +217,7 @@ class OpcuaSubscriber:
                 break
             if connected:
                 delay = BACKOFF_START_S
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+            await wait_or_stop(stop, delay)
             delay = min(delay * 2, self.conn.backoff_max_s)
 
     async def _session(self, stop: asyncio.Event) -> bool:

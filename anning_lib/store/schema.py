@@ -216,32 +216,6 @@ class ActivityData(Base):
     source: Mapped[str] = mapped_column(sa.String(64), default="metered")
 
 
-class Allowance(Base):
-    """Carbon emission allowance allocated to an enterprise for a compliance year [t CO2]."""
-
-    __tablename__ = "allowance"
-    __table_args__ = (sa.UniqueConstraint("enterprise_id", "year"),)
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    enterprise_id: Mapped[str] = mapped_column(sa.ForeignKey("enterprise.id"))
-    year: Mapped[int] = mapped_column(sa.Integer)
-    allocated_co2_t: Mapped[float] = mapped_column(sa.Float)
-    surrendered_co2_t: Mapped[float | None] = mapped_column(sa.Float)
-    source: Mapped[str] = mapped_column(sa.Text, default="")
-
-
-class CarbonTrade(Base):
-    """A purchase (``side='buy'``) or sale of allowances [t CO2] at ``price_cny_per_t`` [CNY/t]."""
-
-    __tablename__ = "carbon_trade"
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    enterprise_id: Mapped[str] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
-    ts: Mapped[dt.datetime] = mapped_column(UtcDateTime)
-    side: Mapped[str] = mapped_column(sa.String(4))
-    quantity_co2_t: Mapped[float] = mapped_column(sa.Float)
-    price_cny_per_t: Mapped[float] = mapped_column(sa.Float)
-    market: Mapped[str] = mapped_column(sa.String(32), default="")
-
-
 class Forecast(Base):
     """One forecast value of ``target`` (a point tag or a named series) for instant ``ts``, issued at
     ``issued_at`` by ``model``; ``lower``/``upper`` an optional interval, all in ``unit``."""
@@ -323,6 +297,64 @@ class IngestHealth(Base):
     last_error: Mapped[str] = mapped_column(sa.Text)
     lag_s: Mapped[float | None] = mapped_column(sa.Float)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+# ============================================================== 0005: carbon results and ledger
+class CarbonRun(Base):
+    """One carbon account of an enterprise over ``[period_start, period_end)`` with one factor-set version.
+
+    Recomputing the same enterprise, period and factor version replaces the run; another factor version adds a
+    run, so results under earlier factor sets stay retrievable.
+    """
+
+    __tablename__ = "carbon_run"
+    __table_args__ = (sa.UniqueConstraint("enterprise_id", "period_start", "period_end", "factor_version"),)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
+    period_start: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    period_end: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    factor_version: Mapped[str] = mapped_column(sa.String(32))
+    computed_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    total_co2_t: Mapped[float] = mapped_column(sa.Float)
+
+
+class CarbonLine(Base):
+    """One line of a carbon account: activity x factor = emission, with the factor's source and the formula."""
+
+    __tablename__ = "carbon_line"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("carbon_run.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(sa.String(16))          # scope1, scope2_location, scope2_market, scope3
+    category: Mapped[str] = mapped_column(sa.String(40))       # combustion, process, electricity, heat, ...
+    item: Mapped[str] = mapped_column(sa.String(64))           # natural_gas, limestone, electricity, ...
+    activity_amount: Mapped[float] = mapped_column(sa.Float)
+    activity_unit: Mapped[str] = mapped_column(sa.String(20))
+    activity_source: Mapped[str] = mapped_column(sa.String(200))
+    factor_value: Mapped[float] = mapped_column(sa.Float)
+    factor_unit: Mapped[str] = mapped_column(sa.String(40))
+    factor_source: Mapped[str] = mapped_column(sa.Text)
+    formula: Mapped[str] = mapped_column(sa.Text)
+    co2_t: Mapped[float] = mapped_column(sa.Float)
+
+
+class CarbonLedger(Base):
+    """One movement of carbon assets of an enterprise for a compliance year [t CO2].
+
+    ``instrument``: CEA (national allowance) or CCER (certified reduction); ``kind``: allocated, bought, sold,
+    surrendered; ``quantity_t`` > 0 (the kind gives the sign); ``price_cny_per_t`` for trades.
+    """
+
+    __tablename__ = "carbon_ledger"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(sa.ForeignKey("enterprise.id"), index=True)
+    year: Mapped[int] = mapped_column(sa.Integer)
+    instrument: Mapped[str] = mapped_column(sa.String(8))
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    quantity_t: Mapped[float] = mapped_column(sa.Float)
+    price_cny_per_t: Mapped[float | None] = mapped_column(sa.Float)
+    ts: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    market: Mapped[str] = mapped_column(sa.String(32), default="")
+    note: Mapped[str] = mapped_column(sa.Text, default="")
 
 
 TABLES: dict[str, sa.Table] = dict(Base.metadata.tables)
