@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Callable
+
+log = logging.getLogger("anning")
 
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
@@ -17,9 +20,15 @@ async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
 
 
 async def every(seconds: float, stop: asyncio.Event, fn: Callable[[], object]) -> None:
-    """Run the blocking ``fn`` in a worker thread every ``seconds`` [s] until ``stop`` is set."""
+    """Run the blocking ``fn`` in a worker thread every ``seconds`` [s] until ``stop`` is set.
+
+    An exception in ``fn`` is logged and the next call still happens: a periodic job never ends the loop.
+    """
     while not await wait_or_stop(stop, seconds):
-        await asyncio.to_thread(fn)
+        try:
+            await asyncio.to_thread(fn)
+        except Exception:  # noqa: BLE001
+            log.exception("periodic job %s failed", getattr(fn, "__name__", fn))
 
 
 def stop_on_signal(stop: asyncio.Event, duration_s: float | None = None) -> None:

@@ -62,3 +62,7 @@ class StoreError(AnningError):
 
 class SimulationError(AnningError):
     """The simulator was asked for something it cannot produce (bad range, bad step)."""
+
+
+class CarbonError(AnningError):
+    """Carbon accounting or carbon-asset input was refused (unknown fuel, bad unit, negative amount, ...)."""

@@ -190,6 +190,9 @@ def bench_backend(name: str, url: str, args, park) -> None:
           f"target >= 20,000 points/s and p99 < 1 s: {'met' if ok else 'NOT met'}")
 
 
+_CREATED: list[str] = []
+
+
 def _fresh_pg(server_url: str) -> str:
     server = normalise_url(server_url)
     name = f"anning_bench_{uuid.uuid4().hex[:8]}"
@@ -197,7 +200,17 @@ def _fresh_pg(server_url: str) -> str:
     with admin.connect() as c:
         c.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
-    return str(server.set(database=name).render_as_string(hide_password=False))
+    _CREATED.append(str(server.set(database=name).render_as_string(hide_password=False)))
+    return _CREATED[-1]
+
+
+def _drop_created() -> None:
+    for url in _CREATED:
+        u = normalise_url(url)
+        admin = sa.create_engine(u.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{u.database}" WITH (FORCE)')
+        admin.dispose()
 
 
 def main() -> None:
@@ -216,7 +229,10 @@ def main() -> None:
         bench_backend("sqlite", f"sqlite:///{Path(d) / 'bench.sqlite'}", args, park)
     pg = os.environ.get("ANNING_TEST_PG_URL")
     if pg:
-        bench_backend("postgresql", _fresh_pg(pg), args, park)
+        try:
+            bench_backend("postgresql", _fresh_pg(pg), args, park)
+        finally:
+            _drop_created()
     else:
         print("\npostgresql: skipped (ANNING_TEST_PG_URL not set; `make bench` starts a server)")
 

@@ -36,6 +36,20 @@ def maps_on_free_ports():
         "mqtt": maps.mqtt.model_copy(update={"connections": [mq]})})
 
 
+async def until(cond, what: str, timeout_s: float = 20.0) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def latest(gw, tag: str) -> float | None:
+    """The newest value of ``tag`` the gateway has accepted."""
+    s = gw.intake.last.get(tag)
+    return None if s is None else round(s.value, 1)
+
+
 def test_simulated_park_through_all_three_protocols(engine, tmp_path):
     init_db(engine, PARK)
     maps = maps_on_free_ports()
@@ -49,12 +63,10 @@ def test_simulated_park_through_all_three_protocols(engine, tmp_path):
         stop = asyncio.Event()
         tasks = [asyncio.create_task(servers.run(stop)), asyncio.create_task(gw.run(stop))]
         try:
-            for _ in range(200):                       # until every connection is up and has delivered
-                await asyncio.sleep(0.1)
-                if all(h.connected and h.n_samples for h in gw.health[1:]):
-                    break
+            await until(lambda: all(h.connected and h.n_samples for h in gw.health[1:]), "every connection up")
             readback = await write_setpoint(gw.adapter_for("SES.p_set_kw"), PARK, engine, "SES.p_set_kw", -8_000.0)
-            await asyncio.sleep(3.0)                   # SES polls every 1 s in ingest/modbus.yaml
+            await until(lambda: latest(gw, "SES.p_kw") == -8_000.0, "storage following the setpoint")
+            await asyncio.sleep(0.3)                   # one more writer flush
         finally:
             stop.set()
             await asyncio.gather(*tasks)

@@ -107,3 +107,26 @@ def test_history_of_today_runs_up_to_now_without_gap():
     # local midnight is 16:00 UTC the day before: quarters 16:00 .. 02:15 (42 of them), then 02:30 .. 02:37 by minute
     assert ts[0] == pd.Timestamp("2026-06-09T16:00:00Z") and len(ts) == 42 + 8
     assert ts[41] == pd.Timestamp("2026-06-10T02:15:00Z") and ts[-1] == pd.Timestamp("2026-06-10T02:37:00Z")
+
+
+def test_one_shot_setpoint_without_a_gateway(db_engine_with_park, tmp_path):
+    from anning_lib.ingest.control import setpoint_once
+
+    engine = db_engine_with_park
+    conn = MAPS.modbus.connections[0].model_copy(update={"port": free_port()})
+    maps = MAPS.model_copy(update={"modbus": MAPS.modbus.model_copy(update={"connections": [conn]})})
+
+    async def go():
+        server = SimModbusServer(conn)
+        await server.start()
+        try:
+            got = await setpoint_once(maps, PARK, engine, tmp_path, "SES.p_set_kw", 5_000.0)
+            with pytest.raises(IngestError, match="no gateway connection maps"):
+                await setpoint_once(maps.model_copy(update={"modbus": None}), PARK, engine, tmp_path,
+                                    "SES.p_set_kw", 5_000.0)
+            return got, server.setpoints()["SES.p_set_kw"]
+        finally:
+            await server.stop()
+
+    readback, on_device = asyncio.run(go())
+    assert readback == on_device == 5_000.0

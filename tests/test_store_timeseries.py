@@ -211,3 +211,31 @@ def test_instants_closer_than_storage_resolution_collapse(db):
     expected = 1 if db.dialect.name == "sqlite" else 2
     assert write_measurements(db, df) == expected
     assert count_rows(db, "measurement") == 1 + expected
+
+
+def test_unless_worse_keeps_good_data_across_and_within_frames(db):
+    t = pd.Timestamp("2026-11-01T00:00:00Z")
+    write_measurements(db, pd.DataFrame({"tag": ["E01-M0.p_kw"], "ts": [t], "value": [10.0], "quality": [0]}))
+    late_bad = pd.DataFrame({"tag": ["E01-M0.p_kw"], "ts": [t], "value": [99.0], "quality": [2]})
+    write_measurements(db, late_bad, replace="unless_worse")
+    # within one frame: good then bad for the same instant -> good kept; uncertain then good -> good wins
+    t2 = t + pd.Timedelta("1min")
+    frame = pd.DataFrame({"tag": ["E01-M0.p_kw"] * 4, "ts": [t2, t2, t2 + pd.Timedelta("1min")] + [t2],
+                          "value": [20.0, 98.0, 30.0, 97.0], "quality": [0, 2, 1, 3]})
+    write_measurements(db, frame, replace="unless_worse")
+    s = read_series(db, ["E01-M0.p_kw"], t, t + pd.Timedelta("1h"), tz="UTC")["E01-M0.p_kw"]
+    assert s.tolist() == [10.0, 20.0, 30.0]
+    write_measurements(db, late_bad, replace="always")          # an explicit correction still replaces
+    assert read_series(db, ["E01-M0.p_kw"], t, t2, tz="UTC")["E01-M0.p_kw"].tolist() == [99.0]
+
+
+def test_rollups_leave_out_bad_and_stale_readings(db):
+    t = pd.Timestamp("2026-11-01T00:00:00Z")
+    # one quarter-hour: good 10, uncertain 20, bad 1000, stale 5000 -> mean of 10 and 20 = 15 from n = 2
+    frame = pd.DataFrame({"tag": ["E01-M0.p_kw"] * 4, "ts": [t + pd.Timedelta(minutes=m) for m in (0, 1, 2, 3)],
+                          "value": [10.0, 20.0, 1000.0, 5000.0], "quality": [0, 1, 2, 3]})
+    write_measurements(db, frame)
+    refresh_rollups(db, t, t + pd.Timedelta("15min"))
+    mean = read_series(db, ["E01-M0.p_kw"], t, t + pd.Timedelta("15min"), resolution="15min", tz="UTC")
+    n = read_series(db, ["E01-M0.p_kw"], t, t + pd.Timedelta("15min"), resolution="15min", stat="n", tz="UTC")
+    assert mean.iloc[0, 0] == 15.0 and n.iloc[0, 0] == 2

@@ -31,7 +31,7 @@ def _status(gw: Gateway, tz: str, final: bool = False) -> str:
         state = "stopped" if final else ("up" if h.connected else "DOWN")
         parts.append(f"{h.source} {state} {h.n_samples:,d} samples" + (f" ({h.n_bad} bad)" if h.n_bad else ""))
     _p50, p99 = gw.writer.latency.percentiles(50, 99)
-    return (f"live {now:%H:%M:%S}: " + "; ".join(parts) + f"; {gw.writer.latency.committed:,d} rows committed, "
+    return (f"live {now:%H:%M:%S}: " + "; ".join(parts) + f"; {gw.writer.latency.committed:,d} samples written, "
             f"latency p99 {p99 * 1000:.0f} ms")
 
 

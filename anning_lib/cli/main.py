@@ -196,21 +196,16 @@ def ingest_import(
 @ingest_app.command("setpoint")
 def ingest_setpoint(tag: str = typer.Argument(..., help="writable point, e.g. SES.p_set_kw"),
                     value: float = typer.Argument(..., help="value in the point's unit (storage: kW, > 0 discharges)")):
-    """Write one setpoint through the gateway's connection, read it back and record it in the audit log."""
+    """Write one setpoint over the device's own protocol, read it back and record it in the audit log."""
     import asyncio
 
-    from anning_lib.ingest.control import write_setpoint
-    from anning_lib.ingest.gateway import Gateway
+    from anning_lib.ingest.control import setpoint_once
 
     settings = get_settings()
     park = _park()
     engine = _engine()
-    gw = Gateway(park, _maps(park), engine, settings.var_dir)
-
-    async def go():
-        return await write_setpoint(gw.adapter_for(tag), park, engine, tag, value)
-
-    typer.echo(f"{tag} = {asyncio.run(go()):g} (read back)")
+    readback = asyncio.run(setpoint_once(_maps(park), park, engine, settings.var_dir, tag, value))
+    typer.echo(f"{tag} = {readback:g} (read back)")
 
 
 # ---------------------------------------------------------------------------------------------- demo

@@ -56,23 +56,35 @@ class DiskBuffer:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._n = self._db.execute("SELECT count(*) FROM batch").fetchone()[0]
 
-    def push(self, samples: list[Sample]) -> None:
-        """Append one batch (durable on return)."""
+    def push(self, samples: list[Sample]) -> int | None:
+        """Append one batch (durable on return); returns its id (None for an empty batch)."""
         if not samples:
-            return
+            return None
         with self._lock:
-            self._db.execute("INSERT INTO batch (n, payload) VALUES (?, ?)", (len(samples), encode_batch(samples)))
+            cur = self._db.execute("INSERT INTO batch (n, payload) VALUES (?, ?)", (len(samples), encode_batch(samples)))
+            self._n += 1
+            return cur.lastrowid
 
-    def oldest(self) -> tuple[int, list[Sample]] | None:
-        """The oldest batch as ``(id, samples)``, or None when empty; it stays queued until :meth:`remove`."""
+    def oldest(self, max_samples: int = 1) -> list[tuple[int, list[Sample]]]:
+        """The oldest batches as ``(id, samples)``, at least one (if any) and together at most ``max_samples``
+        samples otherwise; they stay queued until :meth:`remove`."""
+        out, n = [], 0
         with self._lock:
-            row = self._db.execute("SELECT id, payload FROM batch ORDER BY id LIMIT 1").fetchone()
-        return None if row is None else (row[0], decode_batch(row[1]))
+            for batch_id, size, payload in self._db.execute("SELECT id, n, payload FROM batch ORDER BY id"):
+                if out and n + size > max_samples:
+                    break
+                out.append((batch_id, decode_batch(payload)))
+                n += size
+        return out
 
-    def remove(self, batch_id: int) -> None:
+    def remove(self, batch_ids: list[int]) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM batch WHERE id = ?", (batch_id,))
+            self._db.execute("BEGIN")
+            for batch_id in batch_ids:
+                self._n -= self._db.execute("DELETE FROM batch WHERE id = ?", (batch_id,)).rowcount
+            self._db.execute("COMMIT")
 
     def dead_letter(self, batch_id: int, reason: str) -> None:
         """Move a batch the database refused for its content out of the queue, keeping it for inspection."""
@@ -80,8 +92,12 @@ class DiskBuffer:
             self._db.execute("BEGIN")
             self._db.execute("INSERT INTO dead_letter (at_s, reason, payload) SELECT ?, ?, payload FROM batch "
                              "WHERE id = ?", (time.time(), reason[:2000], batch_id))
-            self._db.execute("DELETE FROM batch WHERE id = ?", (batch_id,))
+            self._n -= self._db.execute("DELETE FROM batch WHERE id = ?", (batch_id,)).rowcount
             self._db.execute("COMMIT")
+
+    def has_backlog(self) -> bool:
+        """True while batches wait to be replayed (kept in memory: no query)."""
+        return self._n > 0
 
     def counts(self) -> dict[str, int]:
         """``batches`` and ``samples`` queued, ``dead_batches`` kept aside."""
@@ -91,7 +107,7 @@ class DiskBuffer:
         return {"batches": b, "samples": n, "dead_batches": d}
 
     def __len__(self) -> int:
-        return self.counts()["batches"]
+        return self._n
 
     def close(self) -> None:
         with self._lock:

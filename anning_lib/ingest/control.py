@@ -10,7 +10,6 @@ call this at all is the portal's role check (ARCHITECTURE.md §6); this layer re
 from __future__ import annotations
 
 import datetime as dt
-import math
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -30,10 +29,11 @@ def check_setpoint(park: Park, tag: str, value: float) -> Point:
         raise IngestError(f"setpoint {tag}: no such point in the park model") from None
     if not point.writable:
         raise IngestError(f"setpoint {tag}: the point is not writable")
-    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise IngestError(f"setpoint {tag}: value must be a finite number, got {value!r}")
-    if (point.min is not None and value < point.min) or (point.max is not None and value > point.max):
-        raise IngestError(f"setpoint {tag}: {value:g} {point.unit} is outside the limits [{point.min:g}, {point.max:g}]")
+    why = point.limit_violation(float(value))
+    if why is not None:
+        raise IngestError(f"setpoint {tag}: {why}")
     if getattr(dev.p, "control", "auto") == "advisory":
         raise IngestError(f"setpoint {tag}: device {dev_id} is under advisory control (suggest only, not written)")
     return point
@@ -74,3 +74,39 @@ async def write_setpoint(adapter, park: Park, engine: Engine, tag: str, value: f
         raise
     audit(engine, "setpoint_written", tag, {"value": value, "readback": readback}, user_id)
     return readback
+
+
+async def setpoint_once(maps, park: Park, engine: Engine, var_dir, tag: str, value: float, *,
+                        user_id: int | None = None, connect_timeout_s: float = 10.0) -> float:
+    """Write one setpoint without a running gateway (``anning ingest setpoint``): connect to the one device
+    server that maps ``tag``, write, read back, audit, disconnect."""
+    import asyncio
+
+    from anning_lib.ingest.model import SourceHealth
+
+    device = tag.split(".", 1)[0]
+    for conn in maps.modbus.connections if maps.modbus else []:
+        if any(d.device == device for d in conn.devices):
+            from anning_lib.ingest.modbus import ModbusPoller
+
+            poller = ModbusPoller(conn, lambda *_a, **_k: None, SourceHealth(conn.name, "modbus"))
+            return await write_setpoint(poller, park, engine, tag, value, user_id=user_id)
+    for conn in maps.opcua.connections if maps.opcua else []:
+        if any(d.device == device for d in conn.devices):
+            from anning_lib.ingest.opcua import OpcuaSubscriber
+
+            health = SourceHealth(conn.name, "opcua")
+            pw = conn.password.resolve(var_dir) if conn.password else None
+            sub = OpcuaSubscriber(conn, lambda *_a, **_k: None, health, var_dir, pw)
+            stop = asyncio.Event()
+            task = asyncio.create_task(sub.run(stop))
+            try:
+                for _ in range(int(connect_timeout_s / 0.05)):
+                    if health.connected:
+                        break
+                    await asyncio.sleep(0.05)
+                return await write_setpoint(sub, park, engine, tag, value, user_id=user_id)
+            finally:
+                stop.set()
+                await task
+    return await write_setpoint(None, park, engine, tag, value, user_id=user_id)

@@ -36,19 +36,18 @@ class Intake:
 
     def __init__(self, park: Park, writer: BatchWriter):
         self.writer = writer
-        self.limits = {point_tag(d.id, p.id): (p.min, p.max, p.unit) for _e, d, p in park.iter_points()}
+        self.points = {point_tag(d.id, p.id): p for _e, d, p in park.iter_points()}
+        self.last: dict[str, Sample] = {}   # tag -> newest accepted sample (live values for dashboards)
 
     def check(self, s: Sample) -> tuple[str, str] | None:
         """None if the sample may be stored, else ``(kind, message)``."""
-        lim = self.limits.get(s.tag)
-        if lim is None:
+        point = self.points.get(s.tag)
+        if point is None:
             return "unknown_point", f"{s.tag} is not a point of the park model"
-        if not math.isfinite(s.value):
-            return "not_finite", f"{s.tag} = {s.value}"
-        lo, hi, unit = lim
-        if (lo is not None and s.value < lo) or (hi is not None and s.value > hi):
-            return "out_of_range", f"{s.tag} = {s.value:g} {unit} is outside [{lo:g}, {hi:g}]"
-        return None
+        why = point.limit_violation(s.value)
+        if why is None:
+            return None
+        return ("out_of_range" if math.isfinite(s.value) else "not_finite"), f"{s.tag}: {why}"
 
     def __call__(self, samples: list[Sample], health: SourceHealth, ack: Ack | None = None) -> None:
         good = []
@@ -56,6 +55,9 @@ class Intake:
             problem = self.check(s)
             if problem is None:
                 good.append(s)
+                prev = self.last.get(s.tag)
+                if prev is None or s.ts_ms >= prev.ts_ms:
+                    self.last[s.tag] = s
             else:
                 health.bad(*problem)
         health.seen(good)
@@ -124,7 +126,9 @@ class Gateway:
         health = asyncio.create_task(self._health_loop(adapter_stop), name="health")
         await stop.wait()
         adapter_stop.set()
-        await asyncio.gather(*tasks, health, return_exceptions=True)
+        for task, result in zip(tasks, await asyncio.gather(*tasks, health, return_exceptions=True)):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("%s ended with an error: %r", task.get_name(), result)
         for h in self.health[1:]:
             h.connected = False            # stopped on purpose: not an error
         writer_stop.set()

@@ -25,7 +25,7 @@ class Quality(IntEnum):
     GOOD = 0
     UNCERTAIN = 1   # e.g. the device reports a fault word, or the OPC UA status is Uncertain*
     BAD = 2         # the source says the value is bad (OPC UA Bad*, MQTT "q": "bad")
-    STALE = 3       # no fresh value within the expected interval (set by the quality checks)
+    STALE = 3       # the source could not be read: its last value repeated once (Modbus adapter)
 
     @classmethod
     def from_text(cls, text: str) -> Quality:
@@ -67,7 +67,7 @@ Sink = Callable[[list[Sample], "SourceHealth"], None]
 class SourceHealth:
     """Health of one connection (a Modbus server, an OPC UA endpoint, an MQTT broker session).
 
-    ``connected``, ``last_seen_s`` (last good data, epoch s), ``n_samples``, ``n_bad`` (rejected inputs),
+    ``connected``, ``last_seen_s`` (last data delivered, any quality, epoch s), ``n_samples``, ``n_bad`` (rejected inputs),
     ``n_errors`` (connection or protocol errors), ``last_error`` and ``lag_s`` (receive time minus the device's
     timestamp of the latest sample) are stored in ``ingest_health`` for the dashboards and alarms.
     """
@@ -102,7 +102,8 @@ class SourceHealth:
                         self.source, kind, message, kind)
 
     def error(self, kind: str, message: str) -> None:
-        """Count one connection or protocol error; log the first of each ``kind`` until it recovers."""
+        """Count one connection or protocol error; log the first of each ``kind`` (connection errors are logged
+        again after the connection has recovered)."""
         self.n_errors += 1
         self.last_error = f"{kind}: {message}"
         if kind not in self._logged:

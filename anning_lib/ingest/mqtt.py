@@ -120,7 +120,6 @@ class MqttSubscriber:
         if conn.username:
             self.client.username_pw_set(conn.username, password.get_secret_value() if password else None)
         self.client.reconnect_delay_set(0.5, 30)
-        self.client.max_queued_messages_set(0)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -145,6 +144,13 @@ class MqttSubscriber:
         return lambda: client.ack(mid, qos)
 
     def _on_message(self, _client, _userdata, msg):
+        try:
+            self._handle(msg)
+        except Exception as err:  # noqa: BLE001 - an exception here would end paho's network thread
+            log.exception("%s: message on %r not handled", self.conn.name, msg.topic)
+            self.health.error("internal", f"{msg.topic}: {err!r}")
+
+    def _handle(self, msg) -> None:
         recv_s = time.time()
         ack = self._ack_for(msg)
         tag = self.topics.get(msg.topic)

@@ -104,23 +104,22 @@ def parse_table(raw: pd.DataFrame, park: Park, tz: str = "Asia/Shanghai") -> pd.
         listing every bad cell (up to 50) as ``line N, column: reason``.
     """
     df = _to_long(_rename(raw))
-    limits = {point_tag(d.id, p.id): (p.min, p.max, p.unit) for _e, d, p in park.iter_points()}
+    points = {point_tag(d.id, p.id): p for _e, d, p in park.iter_points()}
     ts = _parse_ts(df["ts"], tz)
     value = pd.to_numeric(df["value"].astype(str).str.strip(), errors="coerce")
     quality = df["quality"].map(_parse_quality)
     problems = []
     for row, t, v, q in zip(df.itertuples(index=False), ts, value, quality):
         where = f"line {row.line}"
-        if row.tag not in limits:
+        if row.tag not in points:
             problems.append((f"{where}, tag", row.tag, f"unknown point {row.tag!r} (not in the park model)"))
             continue
-        lo, hi, unit = limits[row.tag]
         if t is pd.NaT:
             problems.append((f"{where}, ts", row.ts, f"not a time: {row.ts!r}"))
         if not np.isfinite(v):
             problems.append((f"{where}, {row.tag}", row.value, f"not a number: {row.value!r}"))
-        elif (lo is not None and v < lo) or (hi is not None and v > hi):
-            problems.append((f"{where}, {row.tag}", v, f"{v:g} {unit} is outside the point's limits [{lo:g}, {hi:g}]"))
+        elif (why := points[row.tag].limit_violation(v)) is not None:
+            problems.append((f"{where}, {row.tag}", v, why))
         if q is None or q != q:
             problems.append((f"{where}, quality", row.quality, f"quality must be good/uncertain/bad or 0/1/2: {row.quality!r}"))
         if len(problems) >= MAX_PROBLEMS:

@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import sqlalchemy.exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from anning_lib.aio import wait_or_stop
@@ -30,7 +29,6 @@ from anning_lib.store.timeseries import write_measurements
 
 log = logging.getLogger("anning.ingest")
 Ack = Callable[[], None]
-_DB_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, OSError)
 
 
 def samples_frame(samples: list[Sample]) -> pd.DataFrame:
@@ -66,6 +64,11 @@ class LatencyStats:
 class BatchWriter:
     """Queue samples from any thread; commit them in batches; buffer on disk while the database is down.
 
+    Any error other than the store refusing content (:class:`~anning_lib.errors.StoreError`) counts as "database
+    unavailable": the batch is buffered and retried. A refused batch is split by point; the points the store
+    accepts are written and the refused ones go to the buffer's dead-letter table, so one bad point never costs
+    the others their data.
+
     Parameters
     ----------
     engine : sqlalchemy.engine.Engine
@@ -97,92 +100,108 @@ class BatchWriter:
         if samples or ack:
             self._q.append((samples, ack))
 
-    def pending(self) -> int:
-        return sum(len(s) for s, _a in list(self._q))
-
     # ---------------------------------------------------------------- the loop
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush every ``flush_s`` until ``stop`` is set, then flush what is left."""
+        """Flush every ``flush_s`` until ``stop`` is set, then flush what is left. Never raises."""
         while not await wait_or_stop(stop, self.flush_s):
-            await asyncio.to_thread(self.flush)
-        await asyncio.to_thread(self.flush)
+            await asyncio.to_thread(self._safe_flush)
+        await asyncio.to_thread(self._safe_flush)
+
+    def _safe_flush(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the writer must outlive any single failure; data stays queued
+            log.exception("writer: flush failed; the queued samples are kept and retried")
 
     def flush(self) -> int:
-        """Write (or buffer) everything queued now; replay the buffer when it is due. Returns samples committed."""
+        """Write (or buffer) everything queued now; replay the buffer when it is due. Returns samples written."""
         with self._lock:
-            committed = 0
+            before = self.latency.committed
             while self._q:
-                batch, acks = self._take()
-                if self.health.connected and not self._backlog():
-                    if self._write(batch):
-                        committed += len(batch)
-                        self._ack(acks)
-                        continue
-                self.buffer.push(batch)
-                self.n_buffered += len(batch)
-                self._ack(acks)
-            if self._backlog() and time.monotonic() >= self._next_retry:
-                committed += self._replay()
-            return committed
+                items = self._take()
+                batch = [s for samples, _a in items for s in samples]
+                if not (self.health.connected and not self.buffer.has_backlog() and self._write(batch)):
+                    if not self._to_buffer(items, batch):
+                        break
+                self._ack(items)
+            if self.buffer.has_backlog() and time.monotonic() >= self._next_retry:
+                self._replay()
+            return self.latency.committed - before
 
-    def _take(self) -> tuple[list[Sample], list[Ack]]:
-        batch: list[Sample] = []
-        acks: list[Ack] = []
-        while self._q and len(batch) < self.max_batch:
-            samples, ack = self._q.popleft()
-            batch.extend(samples)
-            if ack is not None:
-                acks.append(ack)
-        return batch, acks
+    def _take(self) -> list[tuple[list[Sample], Ack | None]]:
+        items, n = [], 0
+        while self._q and n < self.max_batch:
+            items.append(self._q.popleft())
+            n += len(items[-1][0])
+        return items
 
-    @staticmethod
-    def _ack(acks: list[Ack]) -> None:
-        for ack in acks:
-            try:
-                ack()
-            except Exception as err:  # an ack to a source that has gone away is that source's problem
-                log.debug("ack failed: %s", err)
-
-    def _backlog(self) -> bool:
-        return self.buffer.counts()["batches"] > 0
-
-    def _write(self, batch: list[Sample]) -> bool:
-        """Commit one batch. False if the database is down (the caller buffers it); content errors drop it."""
-        if not batch:
-            return True
+    def _to_buffer(self, items, batch: list[Sample]) -> bool:
+        """Buffer a batch on disk; if even that fails, put it back at the head of the queue (not acked)."""
         try:
-            write_measurements(self.engine, samples_frame(batch), replace="unless_worse")
-        except StoreError as err:
-            self.health.bad("refused_batch", f"{len(batch)} samples refused by the store: {err}")
-            return True
-        except _DB_DOWN as err:
-            self.health.down(f"database unavailable, buffering to {self.buffer.path}: {str(err).splitlines()[0]}")
+            self.buffer.push(batch)
+        except Exception as err:  # noqa: BLE001 - disk full, file gone: keep the data in memory
+            self.health.error("buffer", f"cannot write the disk buffer {self.buffer.path}: {err}")
+            self._q.extendleft(reversed(items))
             self._next_retry = time.monotonic() + self.retry_s
             return False
+        self.n_buffered += len(batch)
+        return True
+
+    @staticmethod
+    def _ack(items) -> None:
+        for _samples, ack in items:
+            if ack is None:
+                continue
+            try:
+                ack()
+            except Exception as err:  # noqa: BLE001 - an ack to a source that has gone away is its problem
+                log.debug("ack failed: %s", err)
+
+    def _commit(self, batch: list[Sample]) -> None:
+        write_measurements(self.engine, samples_frame(batch), replace="unless_worse")
         self.latency.add(batch, time.time())
         self.health.seen(batch)
         self.health.up()
+
+    def _write(self, batch: list[Sample]) -> bool:
+        """Commit one batch; False if the database is unavailable (the caller buffers it)."""
+        if not batch:
+            return True
+        try:
+            self._commit(batch)
+        except StoreError:
+            return self._write_by_point(batch)
+        except Exception as err:  # noqa: BLE001 - driver, network, lock: all mean "not now"
+            self._down(err)
+            return False
         return True
 
-    def _replay(self) -> int:
-        """Write buffered batches oldest first until the buffer is empty or the database fails again."""
-        done = 0
-        while (item := self.buffer.oldest()) is not None:
-            batch_id, batch = item
+    def _write_by_point(self, batch: list[Sample]) -> bool:
+        """The store refused a batch: write it point by point, dead-lettering only the refused points."""
+        by_tag: dict[str, list[Sample]] = {}
+        for smp in batch:
+            by_tag.setdefault(smp.tag, []).append(smp)
+        for tag, samples in by_tag.items():
             try:
-                write_measurements(self.engine, samples_frame(batch), replace="unless_worse")
+                self._commit(samples)
             except StoreError as err:
-                self.buffer.dead_letter(batch_id, str(err))
-                self.health.bad("refused_batch", f"buffered batch {batch_id} refused by the store: {err}")
-                continue
-            except _DB_DOWN as err:
-                self.health.down(f"database still unavailable: {str(err).splitlines()[0]}")
-                self._next_retry = time.monotonic() + self.retry_s
-                return done
-            self.buffer.remove(batch_id)
-            self.latency.add(batch, time.time())
-            self.health.seen(batch)
-            self.health.up()
-            done += len(batch)
-        log.info("store-and-forward buffer replayed; writing live again")
-        return done
+                self.health.bad("refused_point", f"{tag}: {len(samples)} samples refused by the store: {err}")
+                self.buffer.dead_letter(self.buffer.push(samples), str(err))
+            except Exception as err:  # noqa: BLE001
+                self._down(err)
+                return False
+        return True
+
+    def _down(self, err: Exception) -> None:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        self.health.down(f"database unavailable ({type(err).__name__}: {first}); buffering to {self.buffer.path}")
+        self._next_retry = time.monotonic() + self.retry_s
+
+    def _replay(self) -> None:
+        """Write buffered batches oldest first, several per transaction, until the buffer is empty or the
+        database fails again."""
+        while items := self.buffer.oldest(self.max_batch):
+            if not self._write([s for _id, samples in items for s in samples]):
+                return
+            self.buffer.remove([batch_id for batch_id, _s in items])
+        log.info("writer: store-and-forward buffer replayed; writing live again")

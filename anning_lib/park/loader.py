@@ -88,6 +88,11 @@ def _check_references(park: Park, cat: Catalogue) -> list[tuple[str, object, str
         n_main = sum(d.type == "main_meter" for d in e.devices)
         if n_main != 1:
             problems.append((f"enterprises[{i}].devices", e.id, f"needs exactly one main_meter, has {n_main}"))
+        lines = {d.id for d in e.devices if any(p.id == "production_t_h" for p in d.points)}
+        for k, dev_id in enumerate(e.product_devices or []):
+            if dev_id not in lines:
+                problems.append((f"enterprises[{i}].product_devices[{k}]", dev_id,
+                                 f"'{dev_id}' is not a process line of {e.id} with a production_t_h point"))
         bids = [b.id for b in e.buildings]
         for k, b in enumerate(bids):
             if b in bids[:k]:

@@ -7,6 +7,7 @@ against these models and the reference catalogues (units, carriers). Sign conven
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -153,6 +154,16 @@ class Point(_Strict):
             raise ValueError(f"unknown unit '{v}' for {quantity}")
         return v
 
+    def limit_violation(self, value: float) -> str | None:
+        """None if ``value`` [unit] is a finite number within ``min``/``max``, else why not (for messages)."""
+        if not math.isfinite(value):
+            return f"{value} is not a finite number"
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            lo = "-inf" if self.min is None else f"{self.min:g}"
+            hi = "inf" if self.max is None else f"{self.max:g}"
+            return f"{value:g} {self.unit} is outside the limits [{lo}, {hi}]"
+        return None
+
     @model_validator(mode="after")
     def _limits(self) -> Point:
         if self.min is not None and self.max is not None and self.min >= self.max:
@@ -205,7 +216,17 @@ class Enterprise(_Strict):
     devices: list[Device] = Field(min_length=1)
     shifts: Literal["continuous", "two_shift", "day"] = "continuous"
     works_weekends: bool = True
+    product_devices: list[ID] | None = Field(
+        None, description="process lines whose production is the enterprise's product (default: all of them); "
+                          "intensity per tonne uses it, so intermediate products are not counted twice")
     assumptions: dict[str, str] = Field(default_factory=dict)
+
+    def product_lines(self) -> list[Device]:
+        """The process lines whose ``production_t_h`` is the enterprise's product."""
+        lines = [d for d in self.devices if any(p.id == "production_t_h" for p in d.points)]
+        if self.product_devices is None:
+            return lines
+        return [d for d in lines if d.id in self.product_devices]
 
 
 class Site(_Strict):

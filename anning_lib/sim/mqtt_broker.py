@@ -83,6 +83,7 @@ class MosquittoBroker:
         self.dir, self.port, self.host, self.tls = Path(workdir), port, host, tls
         self.users, self.pki_dir = users, Path(pki_dir)
         self.proc: subprocess.Popen | None = None
+        self._log = None
         self._configure()
 
     def _configure(self) -> None:
@@ -104,9 +105,9 @@ class MosquittoBroker:
         passwd.chmod(0o600)
 
     def start(self, timeout_s: float = 10.0) -> None:
-        log_file = open(self.dir / "stderr.log", "ab")
+        self._log = open(self.dir / "stderr.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.dir / "mosquitto.conf")],
-                                     stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             wait_port(self.host, self.port, timeout_s)
         except IngestError:
@@ -126,6 +127,9 @@ class MosquittoBroker:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def restart(self, down_s: float = 0.0) -> None:
         self.stop()

@@ -134,14 +134,17 @@ class SimServers:
         return values
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Push readings every ``tick_s`` (MQTT every ``publish_s``) until ``stop`` is set."""
+        """Push readings every ``tick_s`` (MQTT every ``publish_s``) until ``stop`` is set. Never raises."""
         last_pub = 0.0
         while not stop.is_set():
             now = time.time()
             publish = now - last_pub >= self.publish_s
             if publish:
                 last_pub = now
-            self.push(pd.Timestamp(now, unit="s", tz="UTC"), publish)
+            try:
+                self.push(pd.Timestamp(now, unit="s", tz="UTC"), publish)
+            except Exception:  # noqa: BLE001 - one bad tick must not stop the simulated park
+                log.exception("simulator: pushing readings failed")
             await wait_or_stop(stop, self.tick_s - (time.time() - now) % self.tick_s)
 
     async def stop(self) -> None:

@@ -12,7 +12,10 @@ Write semantics (:func:`write_measurements`)
 * NaN values mean "no reading": by default (``nan="skip"``) those rows are dropped and not counted, and an
   already stored value at that instant is kept. ``nan="raise"`` rejects the frame instead.
 * ``replace="unless_worse"`` (the gateway's mode) keeps a stored value when the new one has a worse quality
-  code (good 0 < uncertain 1 < bad 2 < stale 3), so a late bad reading never overwrites good data.
+  code (good 0 < uncertain 1 < bad 2 < stale 3), so a late bad reading never overwrites good data; among
+  duplicates within the frame the best quality wins too.
+* Rollups summarise good and uncertain readings only (quality 0 and 1): bad and stale values are kept for
+  the record but never enter a 15-minute mean.
 * Duplicate ``(point, ts)`` rows within one frame (after flooring to the stored resolution): the last wins.
 * On SQLite instants are stored in whole milliseconds (finer parts are floored); on PostgreSQL in
   microseconds.
@@ -40,6 +43,8 @@ SQLITE_CHUNK_ROWS = 50_000
 """Rows per ``executemany`` batch on SQLite (all batches share one transaction)."""
 PG_COPY_CHUNK_ROWS = 200_000
 """Rows per binary COPY block on PostgreSQL (one COPY, one transaction; bounds the memory of a block)."""
+MAX_ROLLUP_QUALITY = 1
+"""Highest quality code summarised in rollups: good (0) and uncertain (1); bad (2) and stale (3) are left out."""
 RESOLUTIONS = ("raw", "15min")
 STATS = ("mean", "min", "max", "n")
 _STAGE = "_anning_measurement_stage"
@@ -109,7 +114,8 @@ def write_measurements(bind: Bind, df: pd.DataFrame, *, nan: str = "skip", repla
         raise StoreError(f"replace: must be one of {REPLACE_MODES}, got {replace!r}")
     suffix = _UNLESS_WORSE if replace == "unless_worse" else ""
     with _transaction(bind) as conn:
-        rows = prepare_measurements(conn, df, nan=nan, floor="ms" if conn.dialect.name == "sqlite" else "us")
+        rows = prepare_measurements(conn, df, nan=nan, floor="ms" if conn.dialect.name == "sqlite" else "us",
+                                    best_quality=replace == "unless_worse")
         if rows.empty:
             return 0
         if conn.dialect.name == "sqlite":
@@ -300,7 +306,7 @@ def refresh_rollups(bind: Bind, start: object, end: object, *, tags: Sequence[st
         q = sa.text(
             f"INSERT INTO rollup_15min (point_id, ts_start, n, mean, min, max) "
             f"SELECT point_id, {_bucket_sql(conn)}, count(*), avg(value), min(value), max(value) "
-            f"FROM measurement WHERE {where} GROUP BY 1, 2 "
+            f"FROM measurement WHERE {where} AND quality <= {MAX_ROLLUP_QUALITY} GROUP BY 1, 2 "
             f"ON CONFLICT (point_id, ts_start) DO UPDATE SET n = excluded.n, mean = excluded.mean, "
             f"min = excluded.min, max = excluded.max"
         )

@@ -62,12 +62,13 @@ def _labels(df: pd.DataFrame, mask: np.ndarray) -> str:
 
 
 def prepare_measurements(
-    conn: Connection, df: pd.DataFrame, nan: str = "skip", floor: str = "us"
+    conn: Connection, df: pd.DataFrame, nan: str = "skip", floor: str = "us", best_quality: bool = False
 ) -> pd.DataFrame:
     """Check a long frame and resolve its points: returns columns ``point_id, ts (UTC), value, quality``.
 
     Pure apart from reading the ``point`` table; rules in :mod:`anning_lib.store.timeseries`. Instants are
     floored to ``floor`` (the database's resolution: "ms" SQLite, "us" PostgreSQL) before duplicates
+    ``(point, ts)`` are resolved: the last wins, or with ``best_quality`` the best quality (then the last)
     ``(point, ts)`` are dropped (last one wins).
     """
     if not isinstance(df, pd.DataFrame):
@@ -119,6 +120,8 @@ def prepare_measurements(
     out = pd.DataFrame({"point_id": pid, "ts": ts.dt.floor(floor), "value": value, "quality": quality},
                        index=df.index)
     out = out[~isnan]
+    if best_quality:  # among duplicates keep the best quality (lowest code), the last of equals
+        out = out.iloc[np.argsort(-out["quality"].to_numpy(), kind="stable")]
     return out.drop_duplicates(["point_id", "ts"], keep="last")
 
 
