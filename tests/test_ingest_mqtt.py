@@ -252,3 +252,53 @@ def test_persistent_session_keeps_messages_sent_while_the_gateway_is_away(engine
     with GatewayThread(Gateway(PARK, maps, engine, tmp_path)) as gw2:  # same client id, same session
         wait_until(lambda: stored_rows(engine) == 300, 20, "queued messages delivered after restart")
     assert gw2.health[1].n_bad == 0
+
+
+def test_embedded_fallback_broker_carries_the_convention(engine, tmp_path):
+    """The demo's fallback where Mosquitto is absent (amqtt, plain TCP): the gateway ingests through it."""
+    from anning_lib.sim.mqtt_broker import EmbeddedBroker
+    from anning_lib.sim.serve import fallback_maps
+
+    from conftest import free_port
+
+    init_db(engine, PARK)
+    port = free_port()
+    conn = MqttConnection(name="embedded", port=port, client_id=f"gw-{port}", devices=MQTT_DEVICES,
+                          tls=MqttTls(ca=Path("pki/ca.crt")), username="gateway",
+                          password=SecretRef(env="ANNING_UNUSED_PW"))
+    maps = fallback_maps(PointMaps(mqtt={"protocol": "mqtt", "connections": [conn]}))
+    assert maps.mqtt.connections[0].tls is None and maps.mqtt.connections[0].password is None
+    ts = 1_795_000_000_000
+
+    async def go():
+        broker = EmbeddedBroker(port)
+        await broker.start()
+        gw = Gateway(PARK, maps, engine, tmp_path)
+        stop = asyncio.Event()
+        task = asyncio.create_task(gw.run(stop))
+        try:
+            for _ in range(100):
+                if gw.health[1].connected:
+                    break
+                await asyncio.sleep(0.05)
+            pub = SimMqttPublisher(PARK, "127.0.0.1", port, client_id=f"pub-{port}")
+            pub.start()
+            for _ in range(100):
+                if pub.client.is_connected():
+                    break
+                await asyncio.sleep(0.05)
+            pub.publish({"E01-CEMS.co2_t_h": 3.5, "WX.ghi_w_m2": 640.0}, ts)
+            for _ in range(100):
+                if gw.writer.latency.committed >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            pub.stop()
+        finally:
+            stop.set()
+            await task
+            await broker.stop()
+
+    asyncio.run(go())
+    got = read_series(engine, ["E01-CEMS.co2_t_h", "WX.ghi_w_m2"], pd.Timestamp(ts, unit="ms", tz="UTC"),
+                      pd.Timestamp(ts + 1, unit="ms", tz="UTC"), tz="UTC")
+    assert got.iloc[0].tolist() == [3.5, 640.0]
