@@ -1,0 +1,130 @@
+"""Carbon data in the store: entered activity records (``activity_data``) and accounts (``carbon_run``/``carbon_line``).
+
+Thin I/O around the pure engine. An account is stored per enterprise, period and factor-set version: computing it
+again with the same version replaces it; with another version it is added, so earlier results stay retrievable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from anning_lib.carbon.accounting import KINDS, Activity, Line
+from anning_lib.errors import CarbonError
+from anning_lib.store.schema import TABLES
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def month_bounds(month: str, tz: str = "Asia/Shanghai") -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``"2026-10"`` -> the local month ``[start, end)`` as UTC instants."""
+    m = _MONTH.match(str(month))
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise CarbonError(f"month: expected YYYY-MM, got {month!r}")
+    start = pd.Timestamp(f"{month}-01", tz=tz)
+    return start.tz_convert("UTC"), (start + pd.offsets.MonthBegin(1)).tz_convert("UTC")
+
+
+def _utc(ts: pd.Timestamp) -> dt.datetime:
+    return pd.Timestamp(ts).tz_convert("UTC").to_pydatetime()
+
+
+def check_record(r: dict) -> dict:
+    """An activity record to store, checked (pure): kind known, amount finite and not negative, unit given."""
+    for key in ("enterprise_id", "kind", "item", "amount", "unit", "period_start", "period_end"):
+        if key not in r or r[key] is None or (isinstance(r[key], str) and not r[key].strip()):
+            raise CarbonError(f"{key}: missing in activity record {r!r:.120}")
+    if r["kind"] not in KINDS:
+        raise CarbonError(f"kind: unknown activity kind {r['kind']!r} (one of {', '.join(KINDS)})")
+    amount = r["amount"]
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
+        raise CarbonError(f"amount: {r['item']} amount must be a finite number, got {amount!r}")
+    if amount < 0 and r["kind"] != "electricity":
+        raise CarbonError(f"amount: {r['kind']} {r['item']} must not be negative, got {amount:g} {r['unit']}")
+    if pd.Timestamp(r["period_end"]) <= pd.Timestamp(r["period_start"]):
+        raise CarbonError(f"period_end: {r['period_end']} is not after period_start {r['period_start']}")
+    return r
+
+
+def save_activities(engine: Engine, records: list[dict]) -> int:
+    """Upsert entered activity records by (enterprise, kind, item, period start), all or nothing.
+
+    Each record: ``enterprise_id, kind, item, amount, unit, period_start, period_end`` (aware timestamps) and
+    optionally ``source``. Raises CarbonError naming the first bad field; nothing is stored then.
+    """
+    from anning_lib.store.assets import upsert
+
+    rows = []
+    for r in records:
+        check_record(r)
+        rows.append({"enterprise_id": r["enterprise_id"], "kind": r["kind"], "item": r["item"],
+                     "amount": float(r["amount"]), "unit": r["unit"], "source": str(r.get("source", "entered"))[:64],
+                     "period_start": _utc(r["period_start"]), "period_end": _utc(r["period_end"])})
+    ent = TABLES["enterprise"]
+    with engine.begin() as conn:
+        known = {e for (e,) in conn.execute(sa.select(ent.c.id))}
+        for r in rows:
+            if r["enterprise_id"] not in known:
+                raise CarbonError(f"enterprise_id: unknown enterprise {r['enterprise_id']!r}")
+        upsert(conn, TABLES["activity_data"], rows, ["enterprise_id", "kind", "item", "period_start"])
+    return len(rows)
+
+
+def entered_activities(engine: Engine, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp) -> list[Activity]:
+    """Entered or imported records of the enterprise whose period lies within ``[start, end)``."""
+    t = TABLES["activity_data"]
+    q = sa.select(t).where(t.c.enterprise_id == enterprise_id, t.c.period_start >= _utc(start),
+                           t.c.period_end <= _utc(end)).order_by(t.c.kind, t.c.item, t.c.period_start)
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return [Activity(r.kind, r.item, r.amount, r.unit, f"{r.source} ({r.period_start:%Y-%m-%d}.."
+                     f"{r.period_end:%Y-%m-%d})") for r in rows]
+
+
+def store_run(engine: Engine, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp, version: str,
+              lines: list[Line], total_co2_t: float) -> int:
+    """Replace the account of (enterprise, period, version) by ``lines``; returns the run id."""
+    run, line = TABLES["carbon_run"], TABLES["carbon_line"]
+    key = (run.c.enterprise_id == enterprise_id) & (run.c.period_start == _utc(start)) & (
+        run.c.period_end == _utc(end)) & (run.c.factor_version == version)
+    with engine.begin() as conn:
+        old = [r for (r,) in conn.execute(sa.select(run.c.id).where(key))]
+        if old:
+            conn.execute(sa.delete(line).where(line.c.run_id.in_(old)))
+            conn.execute(sa.delete(run).where(run.c.id.in_(old)))
+        run_id = conn.execute(sa.insert(run).values(
+            enterprise_id=enterprise_id, period_start=_utc(start), period_end=_utc(end), factor_version=version,
+            computed_at=dt.datetime.now(dt.UTC), total_co2_t=total_co2_t).returning(run.c.id)).scalar_one()
+        if lines:
+            conn.execute(sa.insert(line), [{"run_id": run_id, **ln.__dict__} for ln in lines])
+    return run_id
+
+
+def load_run(engine: Engine, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp,
+             version: str | None = None) -> tuple[dict, pd.DataFrame] | None:
+    """A stored account (the given factor version, else the most recently computed) and its lines; or None."""
+    run, line = TABLES["carbon_run"], TABLES["carbon_line"]
+    q = sa.select(run).where(run.c.enterprise_id == enterprise_id, run.c.period_start == _utc(start),
+                             run.c.period_end == _utc(end))
+    if version is not None:
+        q = q.where(run.c.factor_version == version)
+    with engine.connect() as conn:
+        r = conn.execute(q.order_by(run.c.computed_at.desc()).limit(1)).first()
+        if r is None:
+            return None
+        lines = pd.read_sql(sa.select(line).where(line.c.run_id == r.id).order_by(line.c.id), conn)
+    return dict(r._mapping), lines.drop(columns=["id", "run_id"])
+
+
+def run_versions(engine: Engine, enterprise_id: str) -> pd.DataFrame:
+    """Every stored account of an enterprise: period, factor version, total, when computed."""
+    run = TABLES["carbon_run"]
+    with engine.connect() as conn:
+        return pd.read_sql(sa.select(run.c.period_start, run.c.period_end, run.c.factor_version,
+                                     run.c.total_co2_t, run.c.computed_at)
+                           .where(run.c.enterprise_id == enterprise_id).order_by(run.c.period_start), conn)

@@ -1,0 +1,122 @@
+"""Carbon accounts from the store for a simulated month of the whole park.
+
+Cross-checks against an independent path: the simulator's own 15-minute frames, summed here (mean × 0.25 h),
+must give the activity the accounting read back from the store's rollups. The park total is the sum of its
+enterprises; results computed with an older factor set stay retrievable after a new one is used.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from functools import lru_cache
+
+import pandas as pd
+import pytest
+import yaml
+
+from anning_lib.carbon.compute import compare, compute_enterprise, compute_park
+from anning_lib.carbon.factors import load_factor_set
+from anning_lib.carbon.records import load_run, month_bounds, run_versions, save_activities
+from anning_lib.errors import CarbonError
+from anning_lib.park import load_park
+from anning_lib.sim import ParkSimulator, to_long
+from anning_lib.store import init_db, write_measurements
+from conftest import REPO
+
+PARK = load_park()
+FS = load_factor_set()
+MONTH = "2026-10"
+
+
+@lru_cache(maxsize=1)
+def october_frames() -> pd.DataFrame:
+    """15-minute means of every point, 2026-10-01 .. 2026-10-31 local (the simulator, not the store)."""
+    sim = ParkSimulator(PARK, 20261125, REPO / "data")
+    return pd.concat(list(sim.run(date(2026, 10, 1), date(2026, 11, 1), "15min")))
+
+
+@pytest.fixture
+def october(engine):
+    init_db(engine, PARK)
+    write_measurements(engine, to_long(october_frames()))
+    return engine
+
+
+def test_park_month_from_the_store(october):
+    result = compute_park(october, PARK, FS, MONTH)
+    frames = october_frames()
+    for r in result["enterprises"]:
+        ent = PARK.enterprise(r["enterprise_id"])
+        main = next(d for d in ent.devices if d.type == "main_meter")
+        expected_kwh = frames[f"{main.id}.p_kw"].sum() * 0.25            # independent: simulator output
+        elec = next(x for x in r["lines"] if x["scope"] == "scope2_location" and x["item"] == "electricity")
+        assert elec["activity_amount"] == pytest.approx(expected_kwh, rel=1e-9)
+        assert "2,976/2,976 quarter-hours" in elec["activity_source"]    # 31 days x 96
+        # Yunnan: the latest data year the factor set holds for the province is 2022 -> 0.1073 t/MWh
+        assert elec["co2_t"] == pytest.approx(expected_kwh / 1000 * 0.1073, rel=1e-9)
+    for key in ("scope1", "scope2_location", "scope2_market", "scope3", "total"):
+        assert result["totals"][key] == pytest.approx(sum(r["totals"][key] for r in result["enterprises"]))
+    gas = [x for r in result["enterprises"] if r["enterprise_id"] == "E04" for x in r["lines"]
+           if x["item"] == "natural_gas"]
+    gas_nm3 = sum(frames[f"{d}.gas_nm3_h"].sum() * 0.25 for d in ("E04-CDU", "E04-B1", "E04-B2"))
+    assert sum(x["activity_amount"] for x in gas) == pytest.approx(gas_nm3, rel=1e-9)
+
+
+def test_entered_activity_and_intensity(october):
+    start, end = month_bounds(MONTH)
+    save_activities(october, [
+        {"enterprise_id": "E01", "kind": "process", "item": "electrode", "amount": 150.0, "unit": "t",
+         "period_start": start, "period_end": end, "source": "stores ledger"},
+        {"enterprise_id": "E01", "kind": "output_value", "item": "output_value", "amount": 12_000.0,
+         "unit": "10^4 CNY", "period_start": start, "period_end": end}])
+    r = compute_enterprise(october, PARK, FS, "E01", MONTH)
+    electrode = next(x for x in r["lines"] if x["item"] == "electrode")
+    assert electrode["co2_t"] == pytest.approx(150 * 3.663)            # 549.45 tCO2
+    frames = october_frames()
+    product_t = frames["E01-RM.production_t_h"].sum() * 0.25             # the rolled product, not the billets
+    assert r["intensity"]["production_t"] == pytest.approx(product_t, rel=1e-9)
+    assert r["intensity"]["co2_t_per_t"] == pytest.approx(r["totals"]["total"] / product_t)
+    assert r["intensity"]["co2_t_per_10k_cny"] == pytest.approx(r["totals"]["total"] / 12_000)
+
+
+def test_older_factor_set_results_stay_retrievable(october, tmp_path):
+    first = compute_enterprise(october, PARK, FS, "E02", MONTH)
+    newer = tmp_path / "emission_factors"
+    shutil.copytree(REPO / "data" / "emission_factors", newer)
+    grid = (newer / "grid.csv").read_text(encoding="utf-8")
+    assert "electricity,yunnan,2022,location,0.1073," in grid
+    grid = grid.replace("electricity,yunnan,2022,location,0.1073,", "electricity,yunnan,2022,location,0.2146,")
+    (newer / "grid.csv").write_text(grid.replace(",2026.1,", ",2026.2,"), encoding="utf-8")   # a revised factor
+    for f in ("fuels.csv", "heat.csv", "process.csv", "scope3.csv"):
+        (newer / f).write_text((newer / f).read_text(encoding="utf-8").replace(",2026.1,", ",2026.2,"),
+                               encoding="utf-8")
+    manifest = yaml.safe_load((newer / "manifest.yaml").read_text(encoding="utf-8"))
+    manifest["version"] = "2026.2"
+    (newer / "manifest.yaml").write_text(yaml.safe_dump(manifest, allow_unicode=True), encoding="utf-8")
+    fs2 = load_factor_set(newer)
+    assert fs2.version == "2026.2"
+    second = compute_enterprise(october, PARK, fs2, "E02", MONTH)
+    start, end = month_bounds(MONTH)
+    old_run, old_lines = load_run(october, "E02", start, end, "2026.1")
+    assert old_run["total_co2_t"] == pytest.approx(first["totals"]["total"])
+    cited = old_lines[old_lines["scope"] != "memo"]["factor_source"]
+    assert cited.str.contains("factor set 2026.1").all()
+    assert load_run(october, "E02", start, end)[0]["factor_version"] == "2026.2"   # newest by default
+    assert len(run_versions(october, "E02")) == 2
+    # the revised Yunnan factor is twice the old one: location-based electricity doubles, the rest is unchanged
+    s2_old, s2_new = first["totals"]["scope2_location"], second["totals"]["scope2_location"]
+    assert s2_new == pytest.approx(2 * s2_old)
+    assert second["totals"]["scope1"] == pytest.approx(first["totals"]["scope1"])
+
+
+def test_month_on_month_needs_the_previous_month(october):
+    compute_enterprise(october, PARK, FS, "E03", MONTH)
+    assert compare(october, "E03", MONTH, FS.version) == {"mom": None, "yoy": None}
+
+
+def test_a_month_without_data_is_refused(october):
+    with pytest.raises(CarbonError, match="no metered data for enterprise E01"):
+        compute_enterprise(october, PARK, FS, "E01", "2025-10")
+    with pytest.raises(CarbonError, match="month: expected YYYY-MM"):
+        compute_enterprise(october, PARK, FS, "E01", "2026-13")
