@@ -92,3 +92,12 @@ def test_cli_prints_one_line_naming_line_and_value(tmp_path):
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "line 2, E01-CEMS.co2_t_h" in lines[0] and "99" in lines[0]
+
+
+def test_line_numbers_count_blank_lines(engine, tmp_path):
+    init_db(engine, PARK)
+    f = tmp_path / "gaps.csv"
+    f.write_text("ts,tag,value\n2026-11-01 08:00,E01-CEMS.co2_t_h,4.5\n\n2026-11-01 08:15,E01-CEMS.co2_t_h,x\n")
+    with pytest.raises(ImportFileError) as err:
+        import_file(engine, f, PARK)
+    assert [p for p, _v, _r in err.value.problems] == ["line 4, E01-CEMS.co2_t_h"]

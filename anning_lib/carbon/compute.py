@@ -41,7 +41,7 @@ def compute_enterprise(engine: Engine, park: Park, fs: FactorSet, enterprise_id:
     park.enterprise(enterprise_id)  # KeyError -> the CLI reports an unknown enterprise
     start, end = month_bounds(month, tz)
     activities = metered_activities(engine, park, enterprise_id, start, end)
-    activities += entered_activities(engine, enterprise_id, start, end)
+    activities += entered_activities(engine, enterprise_id, start, end, tz)
     lines = account(activities, fs, region=region, residual=residual)
     tot = totals(lines)
     if store:

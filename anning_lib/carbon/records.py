@@ -75,15 +75,25 @@ def save_activities(engine: Engine, records: list[dict]) -> int:
     return len(rows)
 
 
-def entered_activities(engine: Engine, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp) -> list[Activity]:
-    """Entered or imported records of the enterprise whose period lies within ``[start, end)``."""
+def entered_activities(engine: Engine, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp,
+                       tz: str = "Asia/Shanghai") -> list[Activity]:
+    """Entered or imported records of the enterprise whose period lies within ``[start, end)``; the period each
+    covers is named in local time in the activity's source."""
     t = TABLES["activity_data"]
     q = sa.select(t).where(t.c.enterprise_id == enterprise_id, t.c.period_start >= _utc(start),
                            t.c.period_end <= _utc(end)).order_by(t.c.kind, t.c.item, t.c.period_start)
     with engine.connect() as conn:
         rows = conn.execute(q).all()
-    return [Activity(r.kind, r.item, r.amount, r.unit, f"{r.source} ({r.period_start:%Y-%m-%d}.."
-                     f"{r.period_end:%Y-%m-%d})") for r in rows]
+    return [Activity(r.kind, r.item, r.amount, r.unit, f"{r.source}, {_local_period(r.period_start, r.period_end, tz)}")
+            for r in rows]
+
+
+def _local_period(start: dt.datetime, end: dt.datetime, tz: str) -> str:
+    """``2026-10`` for a whole local month, else ``2026-10-03..2026-10-09`` (end day inclusive)."""
+    s, e = pd.Timestamp(start).tz_convert(tz), pd.Timestamp(end).tz_convert(tz)
+    if s == s.normalize() and s.day == 1 and e == s + pd.offsets.MonthBegin(1):
+        return f"{s:%Y-%m}"
+    return f"{s:%Y-%m-%d}..{(e - pd.Timedelta('1ns')):%Y-%m-%d}"
 
 
 def store_run(engine: Engine, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp, version: str,
@@ -128,3 +138,30 @@ def run_versions(engine: Engine, enterprise_id: str) -> pd.DataFrame:
         return pd.read_sql(sa.select(run.c.period_start, run.c.period_end, run.c.factor_version,
                                      run.c.total_co2_t, run.c.computed_at)
                            .where(run.c.enterprise_id == enterprise_id).order_by(run.c.period_start), conn)
+
+
+def sync_factors(engine: Engine, fs) -> int:
+    """Upsert the factor set's rows into ``emission_factor`` by (key, region, version): every version ever used
+    stays in the database beside the accounts that cite it."""
+    from anning_lib.store.assets import upsert
+
+    rows = [{"key": r.key[:64], "region": r.region, "value": float(r.value), "unit": r.unit, "version": r.version,
+             "source": f"{r.source}, {r.clause} ({r.year})"} for r in fs.rows().itertuples()]
+    with engine.begin() as conn:
+        upsert(conn, TABLES["emission_factor"], rows, ["key", "region", "version"])
+    return len(rows)
+
+
+def last_complete_month(engine: Engine, tz: str = "Asia/Shanghai") -> str:
+    """The latest local month the stored measurements cover from its first to its last day, as ``YYYY-MM``."""
+    from anning_lib.store.timeseries import data_range
+
+    rng = data_range(engine, tz)
+    if rng is None:
+        raise CarbonError("period: the store holds no measurements yet (run `anning demo` or the gateway)")
+    first, last = rng
+    running = (last + pd.Timedelta("15min")).tz_localize(None).to_period("M")
+    month = running - 1                                             # the month before the one still running
+    if month.start_time.tz_localize(tz) < first.floor("D"):
+        raise CarbonError(f"period: the stored history {first:%Y-%m-%d}..{last:%Y-%m-%d} covers no whole month")
+    return str(month)

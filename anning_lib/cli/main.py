@@ -15,6 +15,7 @@ import typer
 from tqdm import tqdm
 
 from anning_lib.config import get_settings
+from anning_lib.cli.carbon import carbon_app
 from anning_lib.errors import AnningError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Anning zero-carbon park workbench.")
@@ -23,6 +24,7 @@ sim_app = typer.Typer(no_args_is_help=True, help="The park simulator.")
 park_app = typer.Typer(no_args_is_help=True, help="The park model file.")
 ingest_app = typer.Typer(no_args_is_help=True, help="The ingestion gateway: point maps, run, import, setpoints.")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(carbon_app, name="carbon")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
@@ -229,9 +231,31 @@ def demo(
     counts = init_db(engine, park, describe_addresses(maps, park))
     _say(f"database: {engine.url.render_as_string(hide_password=True)} ({counts})")
     sim, end = backfill(days, None, "15min", engine=engine, park=park)
+    _demo_carbon(engine, park, end - timedelta(days=days), end)
     if not live:
         return
     asyncio.run(run_live(park, maps, engine, sim, end, settings.var_dir, settings.timezone, _say, duration))
+
+
+def _demo_carbon(engine, park, first: date, end: date) -> None:
+    """Demo activity data and carbon accounts of every complete month of the backfilled history."""
+    from anning_lib.carbon.compute import compute_park
+    from anning_lib.carbon.factors import load_factor_set
+    from anning_lib.carbon.records import sync_factors
+    from anning_lib.sim.activity import write_demo_activity
+
+    settings = get_settings()
+    fs = load_factor_set()
+    sync_factors(engine, fs)
+    months = pd.period_range(first, end, freq="M")
+    for m in months:
+        if m.start_time.date() < first or (m + 1).start_time.date() > end:
+            continue  # only months the history covers completely
+        write_demo_activity(engine, park, settings.data_dir, str(m), settings.timezone)
+        r = compute_park(engine, park, fs, str(m), tz=settings.timezone)
+        t = r["totals"]
+        _say(f"carbon {m} (factor set {fs.version}): park {t['total']:,.0f} tCO2 = scope 1 {t['scope1']:,.0f} + "
+             f"scope 2 {t['scope2_location']:,.0f} (market-based {t['scope2_market']:,.0f}); scope 3 {t['scope3']:,.0f}")
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ def read_table(path: Path | str) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False)
+            return pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False, skip_blank_lines=False)
         if suffix in (".xlsx", ".xlsm"):
             return pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
     except (ValueError, UnicodeDecodeError, OSError) as err:
@@ -53,7 +53,8 @@ def _rename(raw: pd.DataFrame) -> pd.DataFrame:
 
 def _to_long(df: pd.DataFrame) -> pd.DataFrame:
     """Either layout -> columns line, tag, ts, value, quality (text); ``line`` is the file line (header = 1)."""
-    df = df.assign(line=np.arange(2, len(df) + 2))
+    blank = (df.astype(str).apply(lambda c: c.str.strip()) == "").all(axis=1)
+    df = df.assign(line=np.arange(2, len(df) + 2))[~blank]   # line numbers count blank lines too
     if "ts" not in df.columns:
         raise ImportFileError([("header", list(df.columns), "no time column (ts / time / 时间)")])
     if {"tag", "value"} <= set(df.columns):

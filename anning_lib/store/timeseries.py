@@ -322,3 +322,15 @@ def count_rows(bind: Bind, table: str) -> int:
         raise StoreError(f"table: unknown table {table!r}")
     with _transaction(bind) as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(TABLES[table])).scalar_one())
+
+
+def data_range(bind: Bind, tz: str = "Asia/Shanghai") -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """First and last instant of any stored measurement (in ``tz``), or None for an empty store."""
+    with _transaction(bind) as conn:
+        d = conn.dialect.name
+        row = conn.execute(sa.text("SELECT min(ts), max(ts) FROM measurement")).one()
+    if row[0] is None:
+        return None
+    if d == "sqlite":
+        return tuple(pd.Timestamp(int(v), unit="ms", tz="UTC").tz_convert(tz) for v in row)
+    return tuple(pd.Timestamp(v).tz_convert(tz) for v in row)

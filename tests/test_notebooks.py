@@ -1,0 +1,47 @@
+"""Every notebook runs top to bottom (committed without outputs) on a store holding one simulated month."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from anning_lib.park import load_park
+from anning_lib.sim import ParkSimulator, to_long
+from anning_lib.store import init_db, make_engine, write_measurements
+from conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+
+@pytest.fixture(scope="module")
+def month_db(tmp_path_factory) -> str:
+    """A SQLite store with October 2026 of the simulated park (15-minute means)."""
+    path = tmp_path_factory.mktemp("nb") / "store.sqlite"
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    park = load_park()
+    init_db(engine, park)
+    for frame in ParkSimulator(park, 20261125, REPO / "data").run(date(2026, 10, 1), date(2026, 11, 1), "15min"):
+        write_measurements(engine, to_long(frame))
+    engine.dispose()
+    return url
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs_and_is_committed_clean(path: Path, month_db, tmp_path, monkeypatch):
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code"), \
+        f"{path.name} is committed with outputs"
+    monkeypatch.setenv("ANNING_DB_URL", month_db)
+    monkeypatch.setenv("ANNING_VAR_DIR", str(tmp_path))
+    monkeypatch.delenv("ANNING_MONTH", raising=False)          # the notebook finds the month itself
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "2026-10" in text
