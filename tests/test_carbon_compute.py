@@ -120,3 +120,21 @@ def test_a_month_without_data_is_refused(october):
         compute_enterprise(october, PARK, FS, "E01", "2025-10")
     with pytest.raises(CarbonError, match="month: expected YYYY-MM"):
         compute_enterprise(october, PARK, FS, "E01", "2026-13")
+
+
+def test_year_summary_by_enterprise_sector_and_park(october):
+    from anning_lib.carbon.compute import summary
+    from anning_lib.carbon.records import year_lines
+
+    result = compute_park(october, PARK, FS, MONTH)
+    tables = summary(year_lines(october, 2026), PARK)
+    park_row = tables["park"].iloc[0]
+    for key in ("scope1", "scope2_location", "scope2_market", "scope3", "total"):
+        assert park_row[key] == pytest.approx(result["totals"][key])
+        assert tables["sectors"][key].sum() == pytest.approx(result["totals"][key])   # sectors partition the park
+    steel = [e.id for e in PARK.enterprises if e.sector == "steel"]
+    assert tables["sectors"].loc["steel", "total"] == pytest.approx(
+        sum(r["totals"]["total"] for r in result["enterprises"] if r["enterprise_id"] in steel))
+    assert set(tables["enterprises"]["months"]) == {1}
+    with pytest.raises(CarbonError, match="no stored carbon accounts in 2025"):
+        year_lines(october, 2025)

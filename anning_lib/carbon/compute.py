@@ -86,3 +86,24 @@ def compare(engine: Engine, enterprise_id: str, month: str, version: str, tz: st
         out[key] = {"previous_month": f"{prev:%Y-%m}", "previous_co2_t": b, "change_co2_t": a - b,
                     "change_frac": (a - b) / b}
     return out
+
+
+def summary(lines: pd.DataFrame, park: Park) -> dict[str, pd.DataFrame]:
+    """Totals [tCO2] by enterprise, by sector and for the park, per scope, from stored lines (pure).
+
+    ``lines``: :func:`anning_lib.carbon.records.year_lines` (or any frame with ``enterprise_id, month, scope,
+    co2_t``). ``total`` = scope 1 + location-based scope 2; ``months`` = months with an account.
+    """
+    sector = {e.id: e.sector for e in park.enterprises}
+    kept = lines[lines["scope"] != "memo"]
+    by_ent = kept.pivot_table(index="enterprise_id", columns="scope", values="co2_t", aggfunc="sum", fill_value=0.0)
+    for col in ("scope1", "scope2_location", "scope2_market", "scope3"):
+        if col not in by_ent:
+            by_ent[col] = 0.0
+    by_ent = by_ent[["scope1", "scope2_location", "scope2_market", "scope3"]]
+    by_ent["total"] = by_ent["scope1"] + by_ent["scope2_location"]
+    by_ent["months"] = lines.groupby("enterprise_id")["month"].nunique()
+    by_ent.insert(0, "sector", by_ent.index.map(sector))
+    by_sector = by_ent.drop(columns="months").groupby("sector").sum(numeric_only=True)
+    park_row = by_ent.drop(columns=["sector", "months"]).sum().to_frame("park").T
+    return {"enterprises": by_ent, "sectors": by_sector, "park": park_row}

@@ -165,3 +165,24 @@ def last_complete_month(engine: Engine, tz: str = "Asia/Shanghai") -> str:
     if month.start_time.tz_localize(tz) < first.floor("D"):
         raise CarbonError(f"period: the stored history {first:%Y-%m-%d}..{last:%Y-%m-%d} covers no whole month")
     return str(month)
+
+
+def year_lines(engine: Engine, year: int, version: str | None = None, tz: str = "Asia/Shanghai") -> pd.DataFrame:
+    """Stored account lines of every enterprise for the months of a local year (one factor version: the given one,
+    else the newest used in that year), with columns ``enterprise_id, month, scope, category, item, co2_t``."""
+    run, line = TABLES["carbon_run"], TABLES["carbon_line"]
+    start = pd.Timestamp(f"{year}-01-01", tz=tz).tz_convert("UTC").to_pydatetime()
+    end = pd.Timestamp(f"{year + 1}-01-01", tz=tz).tz_convert("UTC").to_pydatetime()
+    in_year = (run.c.period_start >= start) & (run.c.period_end <= end)
+    with engine.connect() as conn:
+        if version is None:
+            version = conn.execute(sa.select(run.c.factor_version).where(in_year)
+                                   .order_by(run.c.computed_at.desc()).limit(1)).scalar()
+        if version is None:
+            raise CarbonError(f"year: no stored carbon accounts in {year} (run `anning carbon compute` first)")
+        q = (sa.select(run.c.enterprise_id, run.c.period_start, line.c.scope, line.c.category, line.c.item,
+                       line.c.co2_t).join(line, line.c.run_id == run.c.id)
+             .where(in_year, run.c.factor_version == version))
+        df = pd.read_sql(q, conn)
+    df["month"] = pd.to_datetime(df.pop("period_start"), utc=True).dt.tz_convert(tz).dt.strftime("%Y-%m")
+    return df.assign(factor_version=version)

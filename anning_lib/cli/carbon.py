@@ -86,6 +86,26 @@ def compute(
     _out(r, as_json, text)
 
 
+@carbon_app.command("summary")
+def summary_cmd(year: int = typer.Option(..., help="local calendar year"),
+                version: str = typer.Option(None, help="factor-set version (default: the newest used that year)"),
+                as_json: bool = typer.Option(False, "--json", help="print JSON only")):
+    """Year totals by enterprise, sector and park from the stored monthly accounts."""
+    from anning_lib.carbon.compute import summary
+    from anning_lib.carbon.records import year_lines
+
+    engine, park, _fs = _ctx()
+    lines = year_lines(engine, year, version, get_settings().timezone)
+    tables = summary(lines, park)
+    if as_json:
+        typer.echo(json.dumps({"year": year, "factor_version": lines["factor_version"].iloc[0] if len(lines) else
+                               version, **{k: json.loads(v.to_json(orient="index")) for k, v in tables.items()}},
+                              ensure_ascii=False, indent=2))
+        return
+    for name, table in tables.items():
+        typer.echo(f"\n{name}\n{table.round(1).to_string()}")
+
+
 @factors_app.command("list")
 def factors_list(kind: str = typer.Option(None, help="fuel | grid | heat | process | scope3"),
                  as_json: bool = typer.Option(False, "--json", help="print JSON only")):
