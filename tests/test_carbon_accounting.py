@@ -109,3 +109,23 @@ def test_totals_and_traceability():
 def test_bad_activity_is_refused_naming_it(activity, field):
     with pytest.raises(CarbonError, match=field):
         account([activity], FS)
+
+
+def test_reductant_carbon_balance():
+    # coke charged as a reductant, 100 t: 100 x 28.435 GJ/t = 2,843.5 GJ = 2.8435 TJ; x 29.5 tC/TJ = 83.88325 tC
+    # all of it leaves as CO2: x 44/12 = 307.571917 tCO2 (burnt as fuel it would be x 0.93 = 286.041882)
+    lines = account([Activity("reductant", "coke", 100, "t")], FS)
+    assert lines[0].scope == "scope1" and lines[0].category == "process"
+    assert lines[0].co2_t == pytest.approx(307.571917, abs=1e-5)
+    assert co2(one("fuel", "coke", 100, "t"), "scope1") == pytest.approx(286.041882, abs=1e-5)
+
+
+def test_residual_must_be_named_correctly():
+    with pytest.raises(CarbonError, match="residual: must be one of location, national_residual, got 'locaton'"):
+        account([Activity("electricity", "electricity", 1, "MWh")], FS, residual="locaton")
+
+
+def test_no_grid_lookup_without_electricity():
+    # a region is only needed for electricity: a process-only account does not depend on it
+    lines = account([Activity("process", "limestone", 1, "t")], FS, region="atlantis")
+    assert lines[0].co2_t == pytest.approx(0.44)

@@ -227,11 +227,20 @@ def _record_all(db, moves=MOVES, enterprise="E01"):
             for i, m in enumerate(moves)]
 
 
-def _add_run(conn, enterprise, start, end, version, total, computed_at):
-    conn.execute(sa.insert(TABLES["carbon_run"]).values(
+def _add_run(conn, enterprise, start, end, version, direct, computed_at):
+    """A stored account whose direct (scope 1) emissions are ``direct``; its purchased electricity (scope 2, 10 %
+    on top) is outside the carbon market's cap and must not count in the position."""
+    run_id = conn.execute(sa.insert(TABLES["carbon_run"]).values(
         enterprise_id=enterprise, period_start=start.tz_convert("UTC").to_pydatetime(),
         period_end=end.tz_convert("UTC").to_pydatetime(), factor_version=version,
-        computed_at=computed_at, total_co2_t=total))
+        computed_at=computed_at, total_co2_t=direct * 1.1).returning(TABLES["carbon_run"].c.id)).scalar_one()
+    common = {"run_id": run_id, "activity_unit": "t", "activity_source": "test", "factor_value": 1.0,
+              "factor_unit": "tCO2/t", "factor_source": "test", "formula": "test"}
+    conn.execute(sa.insert(TABLES["carbon_line"]), [
+        {**common, "scope": "scope1", "category": "combustion", "item": "coal", "activity_amount": direct,
+         "co2_t": direct},
+        {**common, "scope": "scope2_location", "category": "electricity", "item": "electricity",
+         "activity_amount": direct * 0.1, "co2_t": direct * 0.1}])
 
 
 def _add_monthly_runs(db, enterprise, year, values, version, computed_at):

@@ -53,8 +53,9 @@ def test_compute_a_month_from_a_backfill(tmp_path):
     out = anning("carbon", "compute", "--month", "2026-11", "--enterprise", "E02", "--json", env=env)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
-    t = doc["totals"]
-    assert t["total"] == pytest.approx(t["scope1"] + t["scope2_location"])
-    assert doc["factor_version"] == "2026.1" and doc["enterprise_id"] == "E02"
+    elec = next(x for x in doc["lines"] if x["scope"] == "scope2_location" and x["item"] == "electricity")
+    assert elec["activity_unit"] == "kWh" and elec["activity_amount"] > 0
+    assert elec["co2_t"] == pytest.approx(elec["activity_amount"] / 1000 * 0.1073)   # Yunnan 2022, MEE/NBS
+    assert doc["factor_version"] == "2026.1" and doc["enterprise_id"] == "E02" and not doc["partial"]
     none = anning("carbon", "compute", "--month", "2026-12", "--enterprise", "E02", env=env)
     assert none.returncode == 2 and "no metered data" in none.stderr

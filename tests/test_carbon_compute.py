@@ -110,7 +110,7 @@ def test_older_factor_set_results_stay_retrievable(october, tmp_path):
     assert second["totals"]["scope1"] == pytest.approx(first["totals"]["scope1"])
 
 
-def test_month_on_month_needs_the_previous_month(october):
+def test_month_on_month_needs_the_previous_month(october):  # noqa: D103
     compute_enterprise(october, PARK, FS, "E03", MONTH)
     assert compare(october, "E03", MONTH, FS.version) == {"mom": None, "yoy": None}
 
@@ -138,3 +138,69 @@ def test_year_summary_by_enterprise_sector_and_park(october):
     assert set(tables["enterprises"]["months"]) == {1}
     with pytest.raises(CarbonError, match="no stored carbon accounts in 2025"):
         year_lines(october, 2025)
+
+
+def test_entered_record_of_a_metered_quantity_is_refused_and_nothing_stored(october):
+    from anning_lib.store import count_rows
+
+    start, end = month_bounds(MONTH)
+    import sqlalchemy as sa
+
+    from anning_lib.store.schema import TABLES
+    with october.begin() as conn:   # an old record slipped in beside E04's gas meters (bypassing import checks)
+        conn.execute(sa.insert(TABLES["activity_data"]).values(
+            enterprise_id="E04", kind="fuel", item="natural_gas", amount=1e6, unit="Nm3", source="ledger",
+            period_start=start.to_pydatetime(), period_end=end.to_pydatetime()))
+    before = count_rows(october, "carbon_run")
+    with pytest.raises(CarbonError, match="E04's fuel natural_gas is metered"):
+        compute_park(october, PARK, FS, MONTH)
+    assert count_rows(october, "carbon_run") == before     # no enterprise half-stored
+    with pytest.raises(CarbonError, match="measured by its meters"):
+        save_activities(october, [{"enterprise_id": "E01", "kind": "electricity", "item": "electricity",
+                                   "amount": 5.0, "unit": "MWh", "period_start": start, "period_end": end}])
+    with pytest.raises(CarbonError, match="does not fit diesel"):
+        save_activities(october, [{"enterprise_id": "E01", "kind": "fuel", "item": "diesel", "amount": 5.0,
+                                   "unit": "Nm3", "period_start": start, "period_end": end}], FS)
+
+
+def test_partial_month_is_flagged(engine):
+    init_db(engine, PARK)
+    frames = october_frames()
+    write_measurements(engine, to_long(frames[frames.index < pd.Timestamp("2026-10-16T00:00+08:00")]))
+    r = compute_enterprise(engine, PARK, FS, "E02", MONTH, store=False)
+    assert r["coverage_frac"] == pytest.approx(15 / 31) and r["partial"]
+
+
+def test_compare_by_hand(october):
+    from anning_lib.carbon.records import store_run
+
+    for month, total in (("2025-10", 80.0), ("2026-09", 100.0), ("2026-10", 110.0)):
+        s, e = month_bounds(month)
+        store_run(october, "E05", s, e, "t1", [], total)
+    change = compare(october, "E05", "2026-10", "t1")
+    # month on month: (110 - 100) / 100 = +10 %; year on year: (110 - 80) / 80 = +37.5 %
+    assert change["mom"]["change_frac"] == pytest.approx(0.10) and change["mom"]["previous_month"] == "2026-09"
+    assert change["yoy"]["change_frac"] == pytest.approx(0.375) and change["yoy"]["change_co2_t"] == 30.0
+
+
+def test_newest_version_is_the_highest_not_the_latest_computed(october):
+    from anning_lib.carbon.records import newest_version, store_run
+
+    assert newest_version(["2026.9", "2026.10", "2026.2"]) == "2026.10"
+    s, e = month_bounds(MONTH)
+    store_run(october, "E06", s, e, "2026.10", [], 2.0)
+    store_run(october, "E06", s, e, "2026.9", [], 1.0)          # computed later, but an older set
+    assert load_run(october, "E06", s, e)[0]["factor_version"] == "2026.10"
+
+
+def test_stored_factor_rows_never_change(october, tmp_path):
+    from anning_lib.carbon.records import sync_factors
+
+    assert sync_factors(october, FS) > 0 and sync_factors(october, FS) == 0   # the second time: nothing new
+    edited = tmp_path / "ef"
+    shutil.copytree(REPO / "data" / "emission_factors", edited)
+    grid = (edited / "grid.csv").read_text(encoding="utf-8")
+    (edited / "grid.csv").write_text(grid.replace("electricity,yunnan,2022,location,0.1073,",
+                                                  "electricity,yunnan,2022,location,0.1200,"), encoding="utf-8")
+    with pytest.raises(CarbonError, match="new version"):
+        sync_factors(october, load_factor_set(edited))          # same version 2026.1, edited in place

@@ -111,7 +111,7 @@ def test_good_xlsx_is_stored_and_a_corrected_file_replaces_it(db, fs, tmp_path):
         ws.append(["E01", dt.datetime(2026, 10, 1), "process", "limestone", amount, "t", "Excel made the month a date"])
         ws.append(["E01", "2026-10", "green_contract", "PPA 2026", 300, "MWh", None])
         ws.append([None] * 7)  # an empty formatted row
-        ws.append(["E02", "2026-10", "electricity", "", 1500.5, "kWh", None])
+        ws.append(["E02", "2026-10", "green_contract", "", 1500.5, "kWh", None])
         wb.save(tmp_path / "ledger.xlsx")
         return tmp_path / "ledger.xlsx"
 
@@ -119,7 +119,7 @@ def test_good_xlsx_is_stored_and_a_corrected_file_replaces_it(db, fs, tmp_path):
     rows = _stored(db)
     assert [r[:5] for r in rows] == [("E01", "green_contract", "PPA 2026", 300.0, "MWh"),
                                      ("E01", "process", "limestone", 850.0, "t"),
-                                     ("E02", "electricity", "electricity", 1500.5, "kWh")]
+                                     ("E02", "green_contract", "green_contract", 1500.5, "kWh")]
     assert {r[5:7] for r in rows} == {(OCT_START, OCT_END)}
     assert rows[2][7] == "imported ledger.xlsx line 5"
     assert import_activity_file(db, workbook(870), fs, ENTERPRISES) == 3
@@ -181,14 +181,15 @@ def test_enterprises_default_to_the_store(db, fs, tmp_path):
     ("process", "coke", "5", "t", "item", "unknown process factor 'coke'"),
     ("heat", "", "5", "t", "unit", "convert steam to heat first"),
     ("heat", "district_steam", "5", "GJ", "item", "unknown heat factor"),
-    ("electricity", "", "-5", "kWh", "amount", "must not be negative"),
-    ("electricity", "", "5", "kW", "unit", "expects an energy like GJ"),
+    ("green_certificate", "", "-5", "kWh", "amount", "must not be negative"),
+    ("green_certificate", "", "5", "kW", "unit", "expects an energy like GJ"),
+    ("electricity", "", "5", "kWh", "kind", "measured by the enterprise's meters"),
     ("green_certificate", "GEC", "5", "t", "unit", "expects an energy"),
     ("scope3", "freight_rail", "5", "t", "unit", "expects a freight transport work like t*km"),
     ("scope3", "material_concrete", "5", "t*km", "unit", "expects a mass like t"),
     ("production", "", "5", "MWh", "unit", "expects a mass like t"),
     ("output_value", "", "5", "CNY", "unit", "must be in 10^4 CNY"),
-    ("cems", "", "5", "GJ", "unit", "expects a CO2 mass"),
+    ("cems", "", "5", "tCO2", "kind", "measured by the enterprise's meters"),
     ("fuel", "diesel", "abc", "t", "amount", "must be a number"),
     ("fuel", "diesel", "nan", "t", "amount", "must be a number"),
     ("fuel", "diesel", "1,5", "t", "amount", "must be a number"),
@@ -263,6 +264,6 @@ def test_unsupported_and_missing_files(tmp_path):
 
 
 def test_records_are_what_save_activities_takes(db, fs):
-    records = parse_activity_table(_frame(("E01", "2026-10", "cems", "", "12", "tCO2")), fs, ENTERPRISES)
+    records = parse_activity_table(_frame(("E01", "2026-10", "reductant", "coke", "12", "t")), fs, ENTERPRISES)
     assert save_activities(db, records) == 1
-    assert _stored(db)[0][:5] == ("E01", "cems", "co2", 12.0, "tCO2")
+    assert _stored(db)[0][:5] == ("E01", "reductant", "coke", 12.0, "t")

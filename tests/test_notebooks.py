@@ -12,6 +12,7 @@ from nbclient import NotebookClient
 
 from anning_lib.park import load_park
 from anning_lib.sim import ParkSimulator, to_long
+from anning_lib.sim.activity import write_demo_activity
 from anning_lib.store import init_db, make_engine, write_measurements
 from conftest import REPO
 
@@ -28,6 +29,7 @@ def month_db(tmp_path_factory) -> str:
     init_db(engine, park)
     for frame in ParkSimulator(park, 20261125, REPO / "data").run(date(2026, 10, 1), date(2026, 11, 1), "15min"):
         write_measurements(engine, to_long(frame))
+    write_demo_activity(engine, park, REPO / "data", "2026-10")     # what the meters do not measure
     engine.dispose()
     return url
 
@@ -43,5 +45,9 @@ def test_notebook_runs_and_is_committed_clean(path: Path, month_db, tmp_path, mo
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "")
+                   for c in nb.cells for o in c.get("outputs", []))
     assert "2026-10" in text
+    if path.name == "carbon_accounting.ipynb":   # every scope and source shows: meters and entered activity
+        for word in ("natural_gas", "electrode", "coke", "freight_rail", "green_contract"):
+            assert word in text, word

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from anning_lib.carbon.factors import FactorSet
+from anning_lib.carbon.factors import C_TO_CO2, FactorSet
 from anning_lib.carbon.units import convert
 from anning_lib.errors import CarbonError
 
-C_TO_CO2 = 44.0 / 12.0
-"""Molar mass ratio CO2 / C (44.0095 / 12.011 rounds to the 44/12 the guidelines use) [-]."""
-
 SCOPES = ("scope1", "scope2_location", "scope2_market", "scope3", "memo")
-KINDS = ("fuel", "process", "electricity", "heat", "green_certificate", "green_contract", "pv_self_use",
-         "scope3", "production", "output_value", "cems")
+KINDS = ("fuel", "reductant", "process", "electricity", "heat", "green_certificate", "green_contract",
+         "pv_self_use", "scope3", "production", "output_value", "cems")
+RESIDUALS = ("location", "national_residual")
+METERED_KINDS = ("electricity", "pv_self_use", "cems")
+"""Kinds only the meters give: an entered record of one of them would be counted twice."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class Activity:
         one of :data:`KINDS`: ``fuel`` (item = fuel key), ``process`` (item = material key), ``electricity``
         (net purchased from the grid), ``heat`` (purchased heat), ``green_certificate`` / ``green_contract``
         (zero-emission electricity bought with a certificate or a direct green power contract), ``pv_self_use``,
-        ``scope3`` (item = scope 3 factor key), ``production`` [t], ``output_value`` [10^4 CNY], ``cems`` [t CO2].
+        ``scope3`` (item = scope 3 factor key), ``production`` [t], ``output_value`` [10^4 CNY], ``cems`` [t CO2],
+        ``reductant`` (item = fuel key: coke or coal charged as a reducing agent, all its carbon leaves as CO2).
     item : str
     amount : float
         in ``unit``; must be finite and, except net electricity, not negative.
@@ -79,10 +80,6 @@ class Line:
     co2_t: float
 
 
-def _cite(f) -> str:
-    return f"{f.source}, {f.clause} ({f.year}); factor set {f.version}"
-
-
 def _check(a: Activity) -> None:
     if a.kind not in KINDS:
         raise CarbonError(f"kind: unknown activity kind {a.kind!r} (one of {', '.join(KINDS)})")
@@ -98,18 +95,20 @@ def fuel_line(a: Activity, fs: FactorSet) -> Line:
     ``AD`` in the fuel's basis unit (t or Nm3) or directly as heat (GJ); NCV [GJ/unit], CC [tC/TJ], OF [-].
     """
     f = fs.fuel(a.item)
-    try:
-        heat_gj = convert(a.amount, a.unit, "GJ")
-        ad_text = f"{heat_gj:,.10g} GJ" + ("" if a.unit == "GJ" else f" (= {a.amount:,.10g} {a.unit})")
-    except CarbonError:
-        ad = convert(a.amount, a.unit, f.basis_unit, fits=a.item)
-        heat_gj = ad * f.ncv_gj_per_unit
-        ad_text = f"{ad:,.10g} {f.basis_unit} × {f.ncv_gj_per_unit:g} GJ/{f.basis_unit}"
+    ad = f.to_basis(a.amount, a.unit)
+    heat_gj = ad * f.ncv_gj_per_unit
+    ad_text = f"{ad:,.10g} {f.basis_unit} × {f.ncv_gj_per_unit:g} GJ/{f.basis_unit}"
+    if a.kind == "reductant":  # carbon balance: all the reductant's carbon leaves the process as CO2
+        co2 = heat_gj * 1e-3 * f.carbon_tc_per_tj * C_TO_CO2
+        formula = (f"E = AD × NCV × CC × 44/12 (reductant: all carbon oxidised) = {ad_text} × 10⁻³ TJ/GJ × "
+                   f"{f.carbon_tc_per_tj:g} tC/TJ × 44/12 = {co2:,.4f} tCO2")
+        return Line("scope1", "process", a.item, a.amount, a.unit, a.source, co2 / ad if ad else 0.0,
+                    f"tCO2/{f.basis_unit}", f.citation + " (NCV and carbon content; oxidation 1)", formula, co2)
     co2 = heat_gj * 1e-3 * f.carbon_tc_per_tj * f.oxidation_frac * C_TO_CO2
     formula = (f"E = AD × NCV × CC × OF × 44/12 = {ad_text} × 10⁻³ TJ/GJ × {f.carbon_tc_per_tj:g} tC/TJ × "
                f"{f.oxidation_frac:g} × 44/12 = {co2:,.4f} tCO2")
     return Line("scope1", "combustion", a.item, a.amount, a.unit, a.source, f.co2_t_per_unit,
-                f"tCO2/{f.basis_unit}", _cite(f), formula, co2)
+                f"tCO2/{f.basis_unit}", f.citation, formula, co2)
 
 
 def _simple_line(a: Activity, scope: str, category: str, factor, per_unit: str) -> Line:
@@ -117,7 +116,7 @@ def _simple_line(a: Activity, scope: str, category: str, factor, per_unit: str) 
     ad = convert(a.amount, a.unit, per_unit, fits=a.item)
     co2 = ad * factor.value
     formula = f"E = AD × EF = {ad:,.10g} {per_unit} × {factor.value:g} {factor.unit} = {co2:,.4f} tCO2"
-    return Line(scope, category, a.item, a.amount, a.unit, a.source, factor.value, factor.unit, _cite(factor),
+    return Line(scope, category, a.item, a.amount, a.unit, a.source, factor.value, factor.unit, factor.citation,
                 formula, co2)
 
 
@@ -149,7 +148,7 @@ def electricity_lines(electricity: list[Activity], green: list[Activity], fs: Fa
                f"{res.unit} = {co2:,.4f} tCO2")
     lines.append(Line("scope2_market", "electricity", "electricity", rest, "MWh",
                       "net purchased electricity not covered by green instruments", res.value, res.unit,
-                      _cite(res), formula, co2))
+                      res.citation, formula, co2))
     return lines
 
 
@@ -181,13 +180,15 @@ def account(activities: list[Activity], fs: FactorSet, *, region: str = "yunnan"
     """
     for a in activities:
         _check(a)
-    year = data_year if data_year is not None else fs.latest_grid_year(region, "location")
+    if residual not in RESIDUALS:
+        raise CarbonError(f"residual: must be one of {', '.join(RESIDUALS)}, got {residual!r}")
     lines: list[Line] = []
     by_kind = {k: [a for a in activities if a.kind == k] for k in KINDS}
-    lines += [fuel_line(a, fs) for a in by_kind["fuel"]]
+    lines += [fuel_line(a, fs) for a in by_kind["fuel"] + by_kind["reductant"]]
     lines += [_simple_line(a, "scope1", "process", fs.process(a.item), "t") for a in by_kind["process"]]
     green = by_kind["green_certificate"] + by_kind["green_contract"]
     if by_kind["electricity"] or green:
+        year = data_year if data_year is not None else fs.latest_grid_year(region, "location")
         lines += electricity_lines(by_kind["electricity"], green, fs, region, year, residual)
     for a in by_kind["heat"]:
         h = fs.heat()
@@ -196,7 +197,8 @@ def account(activities: list[Activity], fs: FactorSet, *, region: str = "yunnan"
     for a in by_kind["scope3"]:
         f = fs.scope3(a.item)
         lines.append(_simple_line(a, "scope3", f.category, f, f.per_unit))
-    lines += [memo_line(a, "on-site PV consumed behind the meter: not purchased") for a in by_kind["pv_self_use"]]
+    lines += [memo_line(a, "on-site PV generation behind the main meter: what the site uses is not purchased "
+                           "(any export is already netted in the main meter)") for a in by_kind["pv_self_use"]]
     lines += [memo_line(a, "measured by CEMS: a cross-check of the calculated combustion and process lines")
               for a in by_kind["cems"]]
     return lines

@@ -54,7 +54,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from anning_lib.carbon import units
-from anning_lib.carbon.accounting import KINDS
+from anning_lib.carbon.accounting import KINDS, METERED_KINDS
 from anning_lib.carbon.factors import FactorSet
 from anning_lib.carbon.records import check_record, month_bounds, save_activities
 from anning_lib.errors import CarbonError, ImportFileError
@@ -68,7 +68,7 @@ CHINESE_HEADERS = {"enterprise_id": "企业", "month": "月份", "kind": "类别
 ALIASES = {**{c: c for c in TEMPLATE_COLUMNS}, **{zh: c for c, zh in CHINESE_HEADERS.items()},
            "enterprise": "enterprise_id", "企业编号": "enterprise_id"}
 IGNORED_COLUMNS = ("note", "notes", "备注")
-KIND_ALIASES = {"燃料": "fuel", "过程": "process", "电力": "electricity", "热力": "heat", "绿证": "green_certificate",
+KIND_ALIASES = {"燃料": "fuel", "还原剂": "reductant", "过程": "process", "电力": "electricity", "热力": "heat", "绿证": "green_certificate",
                 "绿电": "green_contract", "光伏自用": "pv_self_use", "范围三": "scope3", "产量": "production",
                 "产值": "output_value"}
 DEFAULT_ITEMS = {"heat": "purchased_heat", "electricity": "electricity", "green_certificate": "green_certificate",
@@ -120,28 +120,9 @@ def write_template(path: Path | str, *, chinese_headers: bool = False) -> Path:
 
 
 def read_activity_table(path: Path | str) -> pd.DataFrame:
-    """Read the file as text cells, keeping blank CSV lines so that row ``i`` is file line ``i + 2`` (I/O only).
-
-    A CSV is read as UTF-8 (with or without BOM) or, failing that, as GB18030 (what Excel writes for "CSV" on a
-    Chinese Windows); an Excel file through :func:`anning_lib.ingest.tablefile.read_table` (first sheet).
-
-    Raises
-    ------
-    ImportFileError
-        The file is missing, unreadable or of another type.
-    """
-    path = Path(path)
-    if path.suffix.lower() != ".csv" or not path.is_file():
-        return read_table(path)
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return pd.read_csv(path, dtype=str, encoding=encoding, keep_default_na=False, skip_blank_lines=False)
-        except UnicodeDecodeError:
-            continue
-        except (ValueError, OSError) as err:
-            raise ImportFileError([("file", str(path), f"cannot read {path.name}: {err}")]) from None
-    raise ImportFileError([("file", str(path), f"cannot read {path.name}: not UTF-8 or GB18030 text "
-                                                "(save it as 'CSV UTF-8')")])
+    """Read the file as text cells (:func:`anning_lib.ingest.tablefile.read_table`: CSV in UTF-8 or GB18030,
+    blank lines kept for line numbers, or Excel)."""
+    return read_table(path)
 
 
 def _text(value: object) -> str:
@@ -203,7 +184,7 @@ def _unit_problem(kind: str, item: str, unit: str, factor) -> str | None:
     if len(unit) > _MAX_LEN["unit"]:
         return f"unit is longer than {_MAX_LEN['unit']} characters"
     try:
-        if kind == "fuel":
+        if kind in ("fuel", "reductant"):
             if units.is_compatible(unit, "GJ") and "watt" in str(units.parse_unit(unit)):
                 return (f"unit '{unit}' does not fit fuel {item}: state the fuel's heat in GJ (or TJ, MJ) or the "
                         f"amount in {factor.basis_unit}; an electrical energy unit belongs on an electricity row")
@@ -223,7 +204,11 @@ def _unit_problem(kind: str, item: str, unit: str, factor) -> str | None:
 
 def _item_and_unit(kind: str, text: str, unit: str, fs: FactorSet) -> tuple[str, list[tuple[str, str, str]]]:
     """The item of a row (its default if empty) and ``(column, value, reason)`` problems of item and unit."""
-    lookup = {"fuel": fs.fuel, "process": fs.process, "scope3": fs.scope3, "heat": fs.heat}.get(kind)
+    if kind in METERED_KINDS:
+        return text, [("kind", kind, f"{kind} is measured by the enterprise's meters; an entered record would count "
+                                     f"it twice (enter green_certificate or green_contract for green electricity)")]
+    lookup = {"fuel": fs.fuel, "reductant": fs.fuel, "process": fs.process, "scope3": fs.scope3,
+              "heat": fs.heat}.get(kind)
     item = (text.lower() if lookup else text) or DEFAULT_ITEMS.get(kind, "")
     if not item:
         return item, [("item", text, f"{kind} needs an item: the key of its factor (e.g. diesel, limestone, "

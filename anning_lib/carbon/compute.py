@@ -11,48 +11,83 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from anning_lib.carbon.accounting import Activity, account, totals
+from anning_lib.carbon.accounting import METERED_KINDS, Activity, account, totals
 from anning_lib.carbon.factors import FactorSet
 from anning_lib.carbon.metered import metered_activities
-from anning_lib.carbon.records import entered_activities, load_run, month_bounds, store_run
+from anning_lib.carbon.records import entered_activities, load_run, month_bounds, store_run, store_runs
 from anning_lib.carbon.units import convert
+from anning_lib.errors import CarbonError
 from anning_lib.park.schema import Park
+
+MIN_COVERAGE = 0.95
+"""Below this share of quarter-hours with metered data a month's account is flagged ``partial`` [-]."""
+
 
 def intensity(activities: list[Activity], total_co2_t: float) -> dict[str, float | None]:
     """Emission intensity per tonne of product [tCO2/t] and per 10^4 CNY of output value [tCO2/10^4 CNY]."""
     prod_t = sum(convert(a.amount, a.unit, "t") for a in activities if a.kind == "production")
+    for a in activities:
+        if a.kind == "output_value" and a.unit.replace(" ", "") not in ("10^4CNY", "万元"):
+            raise CarbonError(f"unit: output value must be in 10^4 CNY (万元), got {a.unit!r} ({a.source})")
     value = sum(a.amount for a in activities if a.kind == "output_value")
     return {"production_t": prod_t or None, "output_value_10k_cny": value or None,
             "co2_t_per_t": total_co2_t / prod_t if prod_t else None,
             "co2_t_per_10k_cny": total_co2_t / value if value else None}
 
 
+def no_double_counting(metered: list[Activity], entered: list[Activity], enterprise_id: str) -> None:
+    """Refuse an entered record of something the meters already measure (it would be counted twice)."""
+    measured = {(a.kind, a.item) for a in metered if a.amount} | {(k, "electricity") for k in METERED_KINDS}
+    for a in entered:
+        if a.kind in METERED_KINDS or (a.kind, a.item) in measured:
+            raise CarbonError(f"kind: {enterprise_id}'s {a.kind} {a.item} is metered; the entered record "
+                              f"({a.source}) would count it twice: remove it")
+
+
 def compute_enterprise(engine: Engine, park: Park, fs: FactorSet, enterprise_id: str, month: str, *,
-                       region: str = "yunnan", residual: str = "location", tz: str = "Asia/Shanghai",
-                       store: bool = True) -> dict:
+                       store: bool = True, **kw) -> dict:
     """Account one enterprise for one local month and (by default) store it under the factor set's version.
 
     Returns
     -------
     dict
         ``enterprise_id, month, factor_version, totals`` (tCO2 per scope and ``total``), ``intensity``,
-        ``lines`` (list of dicts: activity, factor with source, formula, tCO2).
+        ``coverage_frac`` (share of quarter-hours with metered data) and ``partial`` (coverage below
+        :data:`MIN_COVERAGE`), ``lines`` (list of dicts: activity, factor with source, formula, tCO2).
     """
+    result, pending = _account(engine, park, fs, enterprise_id, month, **kw)
+    if store:
+        store_run(engine, *pending)
+    return result
+
+
+def _account(engine: Engine, park: Park, fs: FactorSet, enterprise_id: str, month: str, *, region: str = "yunnan",
+             residual: str = "location", tz: str = "Asia/Shanghai") -> tuple[dict, tuple]:
+    """One enterprise's account and the arguments that store it (:func:`store_run`)."""
     park.enterprise(enterprise_id)  # KeyError -> the CLI reports an unknown enterprise
     start, end = month_bounds(month, tz)
-    activities = metered_activities(engine, park, enterprise_id, start, end)
-    activities += entered_activities(engine, enterprise_id, start, end, tz)
+    metered, coverage = metered_activities(engine, park, enterprise_id, start, end, tz)
+    entered = entered_activities(engine, enterprise_id, start, end, tz)
+    no_double_counting(metered, entered, enterprise_id)
+    activities = metered + entered
     lines = account(activities, fs, region=region, residual=residual)
     tot = totals(lines)
+    result = {"enterprise_id": enterprise_id, "month": month, "factor_version": fs.version, "region": region,
+              "totals": tot, "intensity": intensity(activities, tot["total"]), "coverage_frac": coverage,
+              "partial": coverage < MIN_COVERAGE, "lines": [ln.__dict__ for ln in lines]}
+    return result, (enterprise_id, start, end, fs.version, lines, tot["total"])
+
+
+def compute_park(engine: Engine, park: Park, fs: FactorSet, month: str, *, store: bool = True, **kw) -> dict:
+    """Every enterprise's account for the month and the park's totals (their sums).
+
+    All enterprises are computed first and stored together in one transaction, so a refused enterprise leaves
+    nothing half-stored.
+    """
+    done = [_account(engine, park, fs, e.id, month, **kw) for e in park.enterprises]
     if store:
-        store_run(engine, enterprise_id, start, end, fs.version, lines, tot["total"])
-    return {"enterprise_id": enterprise_id, "month": month, "factor_version": fs.version, "region": region,
-            "totals": tot, "intensity": intensity(activities, tot["total"]), "lines": [ln.__dict__ for ln in lines]}
-
-
-def compute_park(engine: Engine, park: Park, fs: FactorSet, month: str, **kw) -> dict:
-    """Every enterprise's account for the month and the park's totals (their sums)."""
-    results = [compute_enterprise(engine, park, fs, e.id, month, **kw) for e in park.enterprises]
+        store_runs(engine, [pending for _r, pending in done])
+    results = [r for r, _pending in done]
     keys = results[0]["totals"].keys() if results else []
     park_totals = {k: sum(r["totals"][k] for r in results) for k in keys}
     return {"month": month, "factor_version": fs.version, "totals": park_totals, "enterprises": results}

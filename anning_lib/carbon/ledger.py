@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 from anning_lib.carbon.assets import (
     CCER_CAP_FRAC, LEDGER_COLUMNS, TZ, _year, compliance_position, project_year_end, validate_movement,
 )
+from anning_lib.carbon.records import newest_version
 from anning_lib.errors import CarbonError
 from anning_lib.store.schema import TABLES
 
@@ -108,13 +109,22 @@ def read_ledger(engine: Engine, enterprise_id: str, year: int, *, tz: str = TZ) 
     return df
 
 
+COMPLIANCE_SCOPES = ("scope1",)
+"""What the national carbon market covers: direct emissions (MEE's accounting guidelines for the covered sectors
+count fuel combustion and process CO2; purchased electricity is outside the allowance cap since 2021). Check the
+guideline of the enterprise's sector; pass ``verified_co2_t`` to override."""
+
+
 def _year_runs(conn: Connection, enterprise_id: str, year: int) -> pd.DataFrame:
-    """``carbon_run`` rows of the enterprise whose period lies within the local calendar year."""
-    run = TABLES["carbon_run"]
+    """``carbon_run`` rows of the enterprise whose period lies within the local calendar year, with their
+    compliance emissions (the :data:`COMPLIANCE_SCOPES` lines) as ``total_co2_t``."""
+    run, line = TABLES["carbon_run"], TABLES["carbon_line"]
     y0, y1 = (pd.Timestamp(f"{y}-01-01", tz=TZ).tz_convert("UTC").to_pydatetime() for y in (year, year + 1))
+    covered = (sa.select(sa.func.coalesce(sa.func.sum(line.c.co2_t), 0.0))
+               .where(line.c.run_id == run.c.id, line.c.scope.in_(COMPLIANCE_SCOPES)).scalar_subquery())
     q = sa.select(run.c.period_start, run.c.period_end, run.c.factor_version, run.c.computed_at,
-                  run.c.total_co2_t).where(run.c.enterprise_id == enterprise_id, run.c.period_start >= y0,
-                                           run.c.period_end <= y1)
+                  covered).where(run.c.enterprise_id == enterprise_id, run.c.period_start >= y0,
+                                 run.c.period_end <= y1)
     df = pd.DataFrame([tuple(r) for r in conn.execute(q)],
                       columns=["start", "end", "factor_version", "computed_at", "total_co2_t"])
     for col in ("start", "end", "computed_at"):
@@ -123,10 +133,8 @@ def _year_runs(conn: Connection, enterprise_id: str, year: int) -> pd.DataFrame:
 
 
 def _newest_version(runs: pd.DataFrame) -> str | None:
-    """The factor version of the most recently computed run (ties: the greater version text)."""
-    if runs.empty:
-        return None
-    return str(runs.sort_values(["computed_at", "factor_version"]).iloc[-1]["factor_version"])
+    """The newest factor version among the runs (:func:`anning_lib.carbon.records.newest_version`)."""
+    return newest_version(runs["factor_version"].unique())
 
 
 def _verified_from_runs(runs: pd.DataFrame, version: str | None, enterprise_id: str, year: int) -> tuple[float, dict]:
@@ -167,9 +175,9 @@ def position(engine: Engine, enterprise_id: str, year: int, price_cny_per_t: flo
     """Compliance position of an enterprise for a year from the store, with the year-end projection.
 
     Emissions: ``verified_co2_t`` when given. When None, they are taken from the stored carbon accounts
-    (``carbon_run``) of the enterprise whose period lies within the year (Asia/Shanghai calendar year), all of
-    one factor version: ``factor_version`` if given, else the newest one, i.e. the version of the most recently
-    computed of those runs. If a run of that version covers the whole year it is used alone; otherwise the runs
+    (``carbon_run``) of the enterprise whose period lies within the year (Asia/Shanghai calendar year), counting
+    the :data:`COMPLIANCE_SCOPES` (direct emissions), all of one factor version: ``factor_version`` if given,
+    else the newest version stored. If a run of that version covers the whole year it is used alone; otherwise the runs
     are summed (overlapping periods are refused). For a year still under way this is the year to date;
     ``verified_source["covered_frac"]`` says how much of the year the accounts cover.
 

@@ -62,25 +62,28 @@ def integrate_quarters(means: pd.DataFrame) -> tuple[float, int]:
 
 
 def metered_activities(engine: Engine, park: Park, enterprise_id: str, start: pd.Timestamp,
-                       end: pd.Timestamp) -> list[Activity]:
-    """The metered activities of ``enterprise_id`` over ``[start, end)``.
+                       end: pd.Timestamp, tz: str = "Asia/Shanghai") -> tuple[list[Activity], float]:
+    """The metered activities of ``enterprise_id`` over ``[start, end)`` and their coverage: the smallest share of
+    the period's quarter-hours with data among them [-].
 
     Raises
     ------
     CarbonError
-        if the enterprise has no metered data at all in the period.
+        if the enterprise has no metered data at all in the period (dates in ``tz``).
     """
     specs = metered_points(park, enterprise_id)
     tags = [t for _k, _i, _u, ts in specs for t in ts]
     refresh_rollups(engine, start, end, tags=tags)
     means = read_series(engine, tags, start, end, resolution="15min", tz="UTC")
     expected = int((end - start) / pd.Timedelta("15min"))
-    out = []
+    if not means.notna().any().any():
+        s, e = start.tz_convert(tz), end.tz_convert(tz) - pd.Timedelta("1ns")
+        raise CarbonError(f"period: no metered data for enterprise {enterprise_id} from {s:%Y-%m-%d} to "
+                          f"{e:%Y-%m-%d} (run the backfill or the gateway first)")
+    out, coverage = [], 1.0
     for kind, item, unit, ts in specs:
         amount, n = integrate_quarters(means[ts])
         src = f"metered: {', '.join(ts)} (15-min means, {n:,d}/{expected:,d} quarter-hours)"
         out.append(Activity(kind, item, amount, unit, src))
-    if not means.notna().any().any():
-        raise CarbonError(f"period: no metered data for enterprise {enterprise_id} in "
-                          f"[{start:%Y-%m-%d}, {end:%Y-%m-%d}) (run the backfill or the gateway first)")
-    return out
+        coverage = min(coverage, n / expected if expected else 0.0)
+    return out, coverage

@@ -21,6 +21,17 @@ from anning_lib.store.schema import TABLES
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 
+def version_key(version: str) -> tuple:
+    """Sort key of factor-set versions: ``2026.2`` after ``2026.1``, ``2026.10`` after ``2026.9``."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.\-_]", str(version)))
+
+
+def newest_version(versions) -> str | None:
+    """The newest of some factor-set versions (by :func:`version_key`), or None if there are none."""
+    versions = [v for v in versions if v is not None]
+    return max(versions, key=version_key) if versions else None
+
+
 def month_bounds(month: str, tz: str = "Asia/Shanghai") -> tuple[pd.Timestamp, pd.Timestamp]:
     """``"2026-10"`` -> the local month ``[start, end)`` as UTC instants."""
     m = _MONTH.match(str(month))
@@ -51,17 +62,28 @@ def check_record(r: dict) -> dict:
     return r
 
 
-def save_activities(engine: Engine, records: list[dict]) -> int:
+def save_activities(engine: Engine, records: list[dict], fs=None) -> int:
     """Upsert entered activity records by (enterprise, kind, item, period start), all or nothing.
 
     Each record: ``enterprise_id, kind, item, amount, unit, period_start, period_end`` (aware timestamps) and
-    optionally ``source``. Raises CarbonError naming the first bad field; nothing is stored then.
+    optionally ``source``. With a factor set ``fs`` each record is also accounted once, so an unknown fuel or a
+    unit that does not fit it is refused here rather than when the month is computed. Raises CarbonError naming
+    the first bad field and the record; nothing is stored then.
     """
+    from anning_lib.carbon.accounting import METERED_KINDS, account
     from anning_lib.store.assets import upsert
 
     rows = []
     for r in records:
         check_record(r)
+        if r["kind"] in METERED_KINDS:
+            raise CarbonError(f"kind: {r['kind']} of {r['enterprise_id']} is measured by its meters; an entered "
+                              f"record would count it twice")
+        if fs is not None:
+            try:
+                account([Activity(r["kind"], r["item"], float(r["amount"]), r["unit"])], fs)
+            except CarbonError as err:
+                raise CarbonError(f"{err} (record of {r['enterprise_id']}: {r['kind']} {r['item']})") from None
         rows.append({"enterprise_id": r["enterprise_id"], "kind": r["kind"], "item": r["item"],
                      "amount": float(r["amount"]), "unit": r["unit"], "source": str(r.get("source", "entered"))[:64],
                      "period_start": _utc(r["period_start"]), "period_end": _utc(r["period_end"])})
@@ -99,32 +121,43 @@ def _local_period(start: dt.datetime, end: dt.datetime, tz: str) -> str:
 def store_run(engine: Engine, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp, version: str,
               lines: list[Line], total_co2_t: float) -> int:
     """Replace the account of (enterprise, period, version) by ``lines``; returns the run id."""
+    with engine.begin() as conn:
+        return _store_run(conn, enterprise_id, start, end, version, lines, total_co2_t)
+
+
+def store_runs(engine: Engine, runs: list[tuple]) -> list[int]:
+    """Several :func:`store_run` argument tuples ``(enterprise_id, start, end, version, lines, total)`` in one
+    transaction: all are stored or none."""
+    with engine.begin() as conn:
+        return [_store_run(conn, *r) for r in runs]
+
+
+def _store_run(conn, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp, version: str,
+               lines: list[Line], total_co2_t: float) -> int:
     run, line = TABLES["carbon_run"], TABLES["carbon_line"]
     key = (run.c.enterprise_id == enterprise_id) & (run.c.period_start == _utc(start)) & (
         run.c.period_end == _utc(end)) & (run.c.factor_version == version)
-    with engine.begin() as conn:
-        old = [r for (r,) in conn.execute(sa.select(run.c.id).where(key))]
-        if old:
-            conn.execute(sa.delete(line).where(line.c.run_id.in_(old)))
-            conn.execute(sa.delete(run).where(run.c.id.in_(old)))
-        run_id = conn.execute(sa.insert(run).values(
-            enterprise_id=enterprise_id, period_start=_utc(start), period_end=_utc(end), factor_version=version,
-            computed_at=dt.datetime.now(dt.UTC), total_co2_t=total_co2_t).returning(run.c.id)).scalar_one()
-        if lines:
-            conn.execute(sa.insert(line), [{"run_id": run_id, **ln.__dict__} for ln in lines])
+    old = [r for (r,) in conn.execute(sa.select(run.c.id).where(key))]
+    if old:
+        conn.execute(sa.delete(line).where(line.c.run_id.in_(old)))
+        conn.execute(sa.delete(run).where(run.c.id.in_(old)))
+    run_id = conn.execute(sa.insert(run).values(
+        enterprise_id=enterprise_id, period_start=_utc(start), period_end=_utc(end), factor_version=version,
+        computed_at=dt.datetime.now(dt.UTC), total_co2_t=total_co2_t).returning(run.c.id)).scalar_one()
+    if lines:
+        conn.execute(sa.insert(line), [{"run_id": run_id, **ln.__dict__} for ln in lines])
     return run_id
 
 
 def load_run(engine: Engine, enterprise_id: str, start: pd.Timestamp, end: pd.Timestamp,
              version: str | None = None) -> tuple[dict, pd.DataFrame] | None:
-    """A stored account (the given factor version, else the most recently computed) and its lines; or None."""
+    """A stored account (the given factor version, else the newest version stored) and its lines; or None."""
     run, line = TABLES["carbon_run"], TABLES["carbon_line"]
     q = sa.select(run).where(run.c.enterprise_id == enterprise_id, run.c.period_start == _utc(start),
                              run.c.period_end == _utc(end))
-    if version is not None:
-        q = q.where(run.c.factor_version == version)
     with engine.connect() as conn:
-        r = conn.execute(q.order_by(run.c.computed_at.desc()).limit(1)).first()
+        runs = {r.factor_version: r for r in conn.execute(q)}
+        r = runs.get(version if version is not None else newest_version(runs))
         if r is None:
             return None
         lines = pd.read_sql(sa.select(line).where(line.c.run_id == r.id).order_by(line.c.id), conn)
@@ -141,15 +174,33 @@ def run_versions(engine: Engine, enterprise_id: str) -> pd.DataFrame:
 
 
 def sync_factors(engine: Engine, fs) -> int:
-    """Upsert the factor set's rows into ``emission_factor`` by (key, region, version): every version ever used
-    stays in the database beside the accounts that cite it."""
-    from anning_lib.store.assets import upsert
+    """Keep the factor set's rows in ``emission_factor`` (key, region, version): rows not yet stored are added;
+    a stored row is never changed, so every version used stays as it was beside the accounts that cite it.
 
+    Raises
+    ------
+    CarbonError
+        if a row of an already stored version has a different value: a revised factor needs a new version.
+    """
+    ef = TABLES["emission_factor"]
     rows = [{"key": r.key[:64], "region": r.region, "value": float(r.value), "unit": r.unit, "version": r.version,
              "source": f"{r.source}, {r.clause} ({r.year})"} for r in fs.rows().itertuples()]
     with engine.begin() as conn:
-        upsert(conn, TABLES["emission_factor"], rows, ["key", "region", "version"])
-    return len(rows)
+        stored = {(r.key, r.region, r.version): (r.value, r.unit) for r in
+                  conn.execute(sa.select(ef.c.key, ef.c.region, ef.c.version, ef.c.value, ef.c.unit)
+                               .where(ef.c.version == fs.version))}
+        new = []
+        for r in rows:
+            old = stored.get((r["key"], r["region"], r["version"]))
+            if old is None:
+                new.append(r)
+            elif not (math.isclose(old[0], r["value"], rel_tol=1e-12) and old[1] == r["unit"]):
+                raise CarbonError(f"version: factor {r['key']} ({r['region']}) of set {r['version']} was "
+                                  f"{old[0]:g} {old[1]} and is now {r['value']:g} {r['unit']}; give a revised "
+                                  f"factor set a new version in data/emission_factors/manifest.yaml")
+        if new:
+            conn.execute(sa.insert(ef), new)
+    return len(new)
 
 
 def last_complete_month(engine: Engine, tz: str = "Asia/Shanghai") -> str:
@@ -169,15 +220,15 @@ def last_complete_month(engine: Engine, tz: str = "Asia/Shanghai") -> str:
 
 def year_lines(engine: Engine, year: int, version: str | None = None, tz: str = "Asia/Shanghai") -> pd.DataFrame:
     """Stored account lines of every enterprise for the months of a local year (one factor version: the given one,
-    else the newest used in that year), with columns ``enterprise_id, month, scope, category, item, co2_t``."""
+    else the newest stored for that year), with columns ``enterprise_id, month, scope, category, item, co2_t``.
+    Months not accounted with that version are missing: :func:`anning_lib.carbon.compute.summary` counts them."""
     run, line = TABLES["carbon_run"], TABLES["carbon_line"]
     start = pd.Timestamp(f"{year}-01-01", tz=tz).tz_convert("UTC").to_pydatetime()
     end = pd.Timestamp(f"{year + 1}-01-01", tz=tz).tz_convert("UTC").to_pydatetime()
     in_year = (run.c.period_start >= start) & (run.c.period_end <= end)
     with engine.connect() as conn:
         if version is None:
-            version = conn.execute(sa.select(run.c.factor_version).where(in_year)
-                                   .order_by(run.c.computed_at.desc()).limit(1)).scalar()
+            version = newest_version(conn.execute(sa.select(run.c.factor_version).where(in_year).distinct()).scalars())
         if version is None:
             raise CarbonError(f"year: no stored carbon accounts in {year} (run `anning carbon compute` first)")
         q = (sa.select(run.c.enterprise_id, run.c.period_start, line.c.scope, line.c.category, line.c.item,

@@ -21,9 +21,22 @@ carbon_app.add_typer(factors_app, name="factors")
 carbon_app.add_typer(ledger_app, name="ledger")
 
 
+def _jsonable(obj):
+    """pandas objects inside results -> plain JSON values (records, {index: value}, ISO times)."""
+    import pandas as pd
+
+    if isinstance(obj, pd.DataFrame):
+        return json.loads(obj.to_json(orient="records", date_format="iso", force_ascii=False))
+    if isinstance(obj, pd.Series):
+        return {str(k): v for k, v in json.loads(obj.to_json(date_format="iso", force_ascii=False)).items()}
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    return str(obj)
+
+
 def _out(obj, as_json: bool, text: str) -> None:
     if as_json:
-        typer.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=str))
+        typer.echo(json.dumps(obj, ensure_ascii=False, indent=2, default=_jsonable))
     else:
         typer.echo(text)
 
@@ -58,6 +71,12 @@ def _summary(r: dict) -> str:
             f"scope 2 market {t['scope2_market']:,.1f}; scope 3 {t['scope3']:,.1f}")
 
 
+def _partial(r: dict) -> str:
+    if not r.get("partial"):
+        return ""
+    return f"  (PARTIAL: meters cover {r['coverage_frac']:.0%} of the month)"
+
+
 @carbon_app.command("compute")
 def compute(
     month: str = typer.Option(..., help="local month YYYY-MM"),
@@ -67,22 +86,24 @@ def compute(
     as_json: bool = typer.Option(False, "--json", help="print JSON only"),
 ):
     """Account a month from the meters and the entered activity data; store it under the factor version."""
-    from anning_lib.carbon.compute import compute_enterprise, compute_park
+    from anning_lib.carbon.compute import compare, compute_enterprise, compute_park
     from anning_lib.carbon.records import sync_factors
 
     engine, park, fs = _ctx()
     sync_factors(engine, fs)
-    kw = {"region": region, "residual": residual, "tz": get_settings().timezone}
+    kw = {"region": region.lower(), "residual": residual, "tz": get_settings().timezone}
     if enterprise:
         try:
             park.enterprise(enterprise)
         except KeyError:
             raise CarbonError(f"--enterprise: unknown enterprise {enterprise!r}") from None
         r = compute_enterprise(engine, park, fs, enterprise, month, **kw)
-        _out(r, as_json, _summary(r) + "\n" + _lines_text(r))
+        r["change"] = compare(engine, enterprise, month, fs.version, kw["tz"])
+        change = "; ".join(f"{k}: {v['change_frac']:+.1%} vs {v['previous_month']}" for k, v in r["change"].items() if v)
+        _out(r, as_json, _summary(r) + (f"\n  {change}" if change else "") + _partial(r) + "\n" + _lines_text(r))
         return
     r = compute_park(engine, park, fs, month, **kw)
-    text = "\n".join([_summary(e) for e in r["enterprises"]] + [_summary(r)])
+    text = "\n".join([_summary(e) + _partial(e) for e in r["enterprises"]] + [_summary(r)])
     _out(r, as_json, text)
 
 
@@ -128,14 +149,17 @@ def _calculator_activity(kind: str, amount: float, unit: str, fs):
 
     if kind == "electricity":
         return Activity("electricity", "electricity", amount, unit, "calculator")
+    if kind == "heat":
+        kind = "purchased_heat"
     for what, lookup in (("fuel", fs.fuel), ("process", fs.process), ("scope3", fs.scope3), ("heat", fs.heat)):
         try:
             lookup(kind)
         except CarbonError:
             continue
         return Activity(what, kind, amount, unit, "calculator")
-    known = [k.split(":", 1)[-1] for k in fs.rows()["key"]]
-    raise CarbonError(f"--kind: unknown kind {kind!r} (electricity or one of: {', '.join(sorted(set(known)))})")
+    rows = fs.rows()
+    known = sorted(k.split(":", 1)[-1] for k in rows.loc[rows["kind"] != "grid", "key"])
+    raise CarbonError(f"--kind: unknown kind {kind!r} (electricity, heat or one of: {', '.join(known)})")
 
 
 @carbon_app.command("activity")
@@ -154,7 +178,7 @@ def activity(
     fs = load_factor_set()
     if not math.isfinite(amount) or amount < 0:
         raise CarbonError(f"--amount: must be a finite number >= 0, got {amount}")
-    lines = account([_calculator_activity(kind, amount, unit, fs)], fs, region=region, data_year=year)
+    lines = account([_calculator_activity(kind, amount, unit, fs)], fs, region=region.lower(), data_year=year)
     main = [ln for ln in lines if ln.scope in ("scope1", "scope2_location", "scope3")]
     co2 = sum(ln.co2_t for ln in main)
     obj = {"kind": kind, "amount": amount, "unit": unit, "co2_t": co2, "factor_version": fs.version,
@@ -224,5 +248,13 @@ def position_cmd(enterprise: str = typer.Option(...), year: int = typer.Option(.
 
     engine, _park, _fs = _ctx()
     p = position(engine, enterprise, year, price)
-    text = "\n".join(f"{k}: {v}" for k, v in p.items() if not isinstance(v, (dict, list)))
-    _out(p, as_json, text)
+    pos, src = p["position"], p["verified_source"]
+    text = [f"{enterprise} {year}: emissions {p['verified_co2_t']:,.1f} t (direct, from {src.get('from')}"
+            + (f", {src['covered_frac']:.0%} of the year" if "covered_frac" in src else "") + ")",
+            f"  {'surplus' if pos['surplus_t'] >= 0 else 'DEFICIT'} {abs(pos['surplus_t']):,.1f} t, worth "
+            f"{abs(pos['value_cny']):,.0f} CNY at {price:g} CNY/t", f"  {pos.get('formula', '')}"]
+    for method, proj in (p.get("projected_position") or {}).items():
+        if proj:
+            text.append(f"  year end ({method}): {'surplus' if proj['surplus_t'] >= 0 else 'DEFICIT'} "
+                        f"{abs(proj['surplus_t']):,.1f} t, {abs(proj['value_cny']):,.0f} CNY")
+    _out(p, as_json, "\n".join(text))

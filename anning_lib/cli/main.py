@@ -251,7 +251,7 @@ def _demo_carbon(engine, park, first: date, end: date) -> None:
     for m in months:
         if m.start_time.date() < first or (m + 1).start_time.date() > end:
             continue  # only months the history covers completely
-        write_demo_activity(engine, park, settings.data_dir, str(m), settings.timezone)
+        write_demo_activity(engine, park, settings.data_dir, str(m), settings.timezone, fs)
         r = compute_park(engine, park, fs, str(m), tz=settings.timezone)
         t = r["totals"]
         _say(f"carbon {m} (factor set {fs.version}): park {t['total']:,.0f} tCO2 = scope 1 {t['scope1']:,.0f} + "

@@ -32,19 +32,29 @@ MAX_PROBLEMS = 50
 
 
 def read_table(path: Path | str) -> pd.DataFrame:
-    """Read a CSV (UTF-8, with or without BOM) or Excel (.xlsx) file as text cells (I/O only)."""
+    """Read a CSV or Excel (.xlsx) file as text cells (I/O only); blank CSV lines are kept, so row ``i`` is file
+    line ``i + 2``. A CSV is read as UTF-8 (with or without BOM) or, failing that, GB18030 (what Excel writes for
+    "CSV" on a Chinese Windows)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ImportFileError([("file", str(path), f"file not found: {path}")])
     suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, encoding="utf-8-sig", keep_default_na=False, skip_blank_lines=False)
-        if suffix in (".xlsx", ".xlsm"):
+    if suffix in (".xlsx", ".xlsm"):
+        try:
             return pd.read_excel(path, dtype=str, keep_default_na=False, engine="openpyxl")
-    except (ValueError, UnicodeDecodeError, OSError) as err:
-        raise ImportFileError([("file", str(path), f"cannot read {path.name}: {err}")]) from None
-    raise ImportFileError([("file", str(path), f"unsupported file type {suffix!r} (use .csv or .xlsx)")])
+        except (ValueError, OSError) as err:
+            raise ImportFileError([("file", str(path), f"cannot read {path.name}: {err}")]) from None
+    if suffix != ".csv":
+        raise ImportFileError([("file", str(path), f"unsupported file type {suffix!r} (use .csv or .xlsx)")])
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            return pd.read_csv(path, dtype=str, encoding=encoding, keep_default_na=False, skip_blank_lines=False)
+        except UnicodeDecodeError:
+            continue
+        except (ValueError, OSError) as err:
+            raise ImportFileError([("file", str(path), f"cannot read {path.name}: {err}")]) from None
+    raise ImportFileError([("file", str(path), f"cannot read {path.name}: not UTF-8 or GB18030 text "
+                                                "(save it as 'CSV UTF-8')")])
 
 
 def _rename(raw: pd.DataFrame) -> pd.DataFrame:

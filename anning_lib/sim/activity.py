@@ -46,13 +46,14 @@ def demo_records(templates: dict[str, list[dict]], month: str, production_t: dic
     return out
 
 
-def write_demo_activity(engine: Engine, park: Park, data_dir: Path, month: str, tz: str = "Asia/Shanghai") -> int:
+def write_demo_activity(engine: Engine, park: Park, data_dir: Path, month: str, tz: str = "Asia/Shanghai",
+                        fs=None) -> int:
     """Store the demo records of ``month`` for every enterprise with a template; returns the records stored."""
     templates = {eid: rows for eid, rows in load_templates(data_dir).items() if eid in
                  {e.id for e in park.enterprises}}
     start, end = month_bounds(month, tz)
     production = {}
     for eid in templates:
-        acts = metered_activities(engine, park, eid, start, end)
+        acts, _coverage = metered_activities(engine, park, eid, start, end, tz)
         production[eid] = sum(a.amount for a in acts if a.kind == "production")
-    return save_activities(engine, demo_records(templates, month, production, tz))
+    return save_activities(engine, demo_records(templates, month, production, tz), fs)
