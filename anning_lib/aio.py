@@ -19,12 +19,16 @@ async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-async def every(seconds: float, stop: asyncio.Event, fn: Callable[[], object]) -> None:
-    """Run the blocking ``fn`` in a worker thread every ``seconds`` [s] until ``stop`` is set.
+async def every(seconds: float, stop: asyncio.Event, fn: Callable[[], object], first_after_s: float | None = None
+                ) -> None:
+    """Run the blocking ``fn`` in a worker thread every ``seconds`` [s] (the first time after ``first_after_s``,
+    default ``seconds``) until ``stop`` is set.
 
     An exception in ``fn`` is logged and the next call still happens: a periodic job never ends the loop.
     """
-    while not await wait_or_stop(stop, seconds):
+    wait = seconds if first_after_s is None else first_after_s
+    while not await wait_or_stop(stop, wait):
+        wait = seconds
         try:
             await asyncio.to_thread(fn)
         except Exception:  # noqa: BLE001

@@ -66,3 +66,7 @@ class SimulationError(AnningError):
 
 class CarbonError(AnningError):
     """Carbon accounting or carbon-asset input was refused (unknown fuel, bad unit, negative amount, ...)."""
+
+
+class ForecastError(AnningError):
+    """A forecast or backtest was refused (too short, gaps, non-numeric values, bad horizon)."""

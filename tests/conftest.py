@@ -12,6 +12,10 @@ import os
 import uuid
 from pathlib import Path
 
+# scikit-learn's gradient boosting runs OpenMP threads; under pytest-xdist (one worker per core) more threads
+# than cores thrash the 2-core CI machine (a 7 s backtest took minutes), so each worker uses one thread.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 import sqlalchemy as sa
 

@@ -60,9 +60,21 @@ async def run_live(park: Park, maps: PointMaps, engine, sim: ParkSimulator, firs
         t = pd.Timestamp.now(tz="UTC")
         refresh_rollups(engine, t - pd.Timedelta("30min"), t)
 
+    def forecasts():  # trains when a model is a day old, then forecasts the next day of every target
+        from threadpoolctl import threadpool_limits
+
+        from anning_lib.forecast.operate import run_all
+
+        # one OpenMP thread: beside the gateway and the simulator, more threads than cores make training crawl
+        with threadpool_limits(limits=1):
+            out = run_all(engine, park, var_dir, pd.Timestamp.now(tz="UTC"), score_days=0, should_stop=stop.is_set)
+        ok = sum("rows" in v for v in out.values())
+        say(f"forecast: next day of {ok} of {len(out)} targets stored (loads, grid exchange, PV)")
+
     try:
         await asyncio.gather(servers.run(stop), gw.run(stop), every(60, stop, rollups),
-                             every(status_s, stop, lambda: say(_status(gw, tz))))
+                             every(status_s, stop, lambda: say(_status(gw, tz))),
+                             every(900, stop, forecasts, first_after_s=5))
     finally:
         await servers.stop()
     say(_status(gw, tz, final=True))
