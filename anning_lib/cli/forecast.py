@@ -65,10 +65,14 @@ def backtest_cmd(
         typer.echo(json.dumps(result, indent=2, default=str))
         return
     typer.echo(f"{csv.name}: {len(y):,d} values every {step}, {result['origins']} origins, horizon {horizon}")
+    def num(v, fmt):
+        return "n/a" if v is None else format(v, fmt)
+
     for name, m in result["models"].items():
         o = m["overall"]
-        typer.echo(f"  {name:<20} MAE {o['mae']:>12,.3f}  RMSE {o['rmse']:>12,.3f}  sMAPE {o['smape_pct']:6.2f} %  "
-                   f"skill {o['skill']:+.3f}  P90 coverage {o['coverage_p90']:.2f}")
+        typer.echo(f"  {name:<20} MAE {num(o['mae'], '>12,.3f')}  RMSE {num(o['rmse'], '>12,.3f')}  "
+                   f"sMAPE {num(o['smape_pct'], '6.2f')} %  skill {num(o['skill'], '+.3f')}  "
+                   f"P90 coverage {num(o['coverage_p90'], '.2f')}")
 
 
 @forecast_app.command("run")
