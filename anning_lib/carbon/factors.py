@@ -158,7 +158,7 @@ class _GridRow(_Row, _ValueMixin):
 
 
 class _HeatRow(_NamedRow, _ValueMixin):
-    pass
+    """A row of ``heat.csv``: a named factor with its value and unit."""
 
 
 class _ProcessRow(_NamedRow, _ValueMixin):

@@ -104,7 +104,7 @@ class MonitorParams(_Strict):
 
 
 class NoParams(_Strict):
-    pass
+    """Devices that take no parameters (the weather station)."""
 
 
 PARAMS_BY_TYPE: dict[str, type[BaseModel]] = {
