@@ -74,12 +74,17 @@ def regular_history(raw: pd.Series, end: pd.Timestamp) -> pd.Series:
     return y.interpolate(limit_area="inside").dropna().rename(raw.name)
 
 
-def history(engine: Engine, tag: str, end: pd.Timestamp, days: int) -> pd.Series:
-    """The last ``days`` of 15-minute means of ``tag`` before ``end`` (UTC), regularised."""
+PARK_TZ = "Asia/Shanghai"
+"""Time zone of the series handed to the models: their calendar features (local day, weekday, Chinese working
+days) and the backtest's origins at local midnight follow the index's time zone."""
+
+
+def history(engine: Engine, tag: str, end: pd.Timestamp, days: int, tz: str = PARK_TZ) -> pd.Series:
+    """The last ``days`` of 15-minute means of ``tag`` before ``end``, regularised, indexed in local time ``tz``."""
     start = end - pd.Timedelta(days=days)
     refresh_rollups(engine, start, end, tags=[tag])   # one point: cheap, and history may be new
-    raw = read_series(engine, [tag], start, end, resolution="15min", tz="UTC")[tag]
-    return regular_history(raw, end)
+    raw = read_series(engine, [tag], start, end, resolution="15min", tz=tz)[tag]
+    return regular_history(raw, end.tz_convert(tz))
 
 
 def train(engine: Engine, target: Target, end: pd.Timestamp, var_dir: Path, *, days: int = 56,
@@ -95,7 +100,7 @@ def train(engine: Engine, target: Target, end: pd.Timestamp, var_dir: Path, *, d
                                         ("seasonal_naive", SeasonalNaive))}
         meta_metrics = {k: metrics(v, scores["persistence"])["overall"] for k, v in scores.items()}
     model = target.make_model().fit(y, horizon=HORIZON)
-    version = end.tz_convert("UTC").strftime("%Y%m%dT%H%MZ")
+    version = pd.Timestamp(end).tz_convert("UTC").strftime("%Y%m%dT%H%MZ")
     folder = Path(var_dir) / "models" / target.name.replace(":", "_") / version
     folder.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, folder / "model.joblib")
@@ -122,7 +127,7 @@ def forecast(engine: Engine, target: Target, model: Forecaster, meta: dict, issu
     hist = history(engine, target.tag, origin, days)
     if hist.index[-1] < origin - STEP:
         raise ForecastError(f"{target.tag}: history ends at {hist.index[-1]}, before the origin {origin}")
-    index = pd.date_range(origin, periods=HORIZON, freq=STEP)
+    index = pd.date_range(origin.tz_convert(PARK_TZ), periods=HORIZON, freq=STEP)
     pred = model.predict(index, hist)
     rows = [{"target": target.name, "model": f"{meta['model']}@{meta['version']}", "issued_at": origin.to_pydatetime(),
              "ts": ts.to_pydatetime(), "value": float(r.p50), "lower": float(r.p10), "upper": float(r.p90),
