@@ -2,9 +2,10 @@
 the whole park, on this machine, beside the seasonal-naive baseline measured in the same run.
 
 Data: one simulated year (2025-11-24 .. 2026-11-23 local, 35,040 quarter-hours) of every enterprise's main meter,
-the grid exchange and the park PV plant, from the park simulator (no database). For each series: fit the
-gradient-boosting model (three quantile models) on the whole year and predict the next day (96 steps); the
-baseline has nothing to fit and predicts from the history. "Whole park" is every target in turn, as
+the grid exchange and every PV array, from the park simulator (no database, local time). For each series: fit its
+operational model (gradient boosting for loads and the grid, the clear-sky-index model for PV; three quantile models
+each) on the whole year and predict the next day (96 steps); the baseline has nothing to fit and predicts from the
+history. "Whole park" is every target in turn, as
 `anning forecast run` does.
 
 Run: ``make bench`` or ``.venv/bin/python bench/forecast.py [--days 365]``.

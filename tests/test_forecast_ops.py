@@ -71,7 +71,10 @@ def test_train_save_and_forecast_into_the_store(engine, tmp_path):
     assert all(v == {"trained": False, "rows": 96} for v in again.values())
     target = next(t for t in park_targets(PARK) if t.name == "load:E01")
     model, meta = latest_model(tmp_path, target)
-    assert meta["tag"] == "E01-MM.p_kw" and meta["version"] == "20260517T1600Z"
+    assert meta["tag"] == "E01-MM.p_kw" and meta["version"].startswith("20260517T1600Z-")   # data end, then a stamp
+    from anning_lib.forecast.operate import history
+    h = history(engine, "E01-MM.p_kw", now, 7)
+    assert str(h.index.tz) == "Asia/Shanghai" and h.index[-1] == now - pd.Timedelta("15min")   # local calendar
     assert set(meta["metrics"]) == {"model", "persistence", "seasonal_naive"}
     fc = read_forecast(engine, "load:E01")
     assert len(fc) == 96 and pd.Timestamp(fc["ts"].iloc[0]) == now

@@ -71,7 +71,10 @@ def regular_history(raw: pd.Series, end: pd.Timestamp) -> pd.Series:
     long_gaps = runs.map(runs.value_counts()) > MAX_GAP_STEPS
     if long_gaps.any():
         y = y[y.index > long_gaps[long_gaps].index[-1]]
-    return y.interpolate(limit_area="inside").dropna().rename(raw.name)
+    y = y.interpolate(limit_area="inside").dropna().rename(raw.name)
+    if y.empty:
+        raise ForecastError(f"{raw.name}: no data in the last hour before {end} (the meter or the gateway is down)")
+    return y
 
 
 PARK_TZ = "Asia/Shanghai"
@@ -93,28 +96,35 @@ def train(engine: Engine, target: Target, end: pd.Timestamp, var_dir: Path, *, d
     y = history(engine, target.tag, end, days)
     meta_metrics = {}
     if score_days:
-        have_days = len(y) // HORIZON
-        scores = {name: backtest(y, factory, HORIZON, train_min_days=max(8, have_days - score_days),
-                                 max_origins=score_days, retrain_every_days=score_days)
-                  for name, factory in (("model", target.make_model), ("persistence", Persistence),
-                                        ("seasonal_naive", SeasonalNaive))}
-        meta_metrics = {k: metrics(v, scores["persistence"])["overall"] for k, v in scores.items()}
+        try:
+            have_days = len(y) // HORIZON
+            scores = {name: backtest(y, factory, HORIZON, train_min_days=max(8, have_days - score_days),
+                                     max_origins=score_days, retrain_every_days=score_days)
+                      for name, factory in (("model", target.make_model), ("persistence", Persistence),
+                                            ("seasonal_naive", SeasonalNaive))}
+            meta_metrics = {k: metrics(v, scores["persistence"])["overall"] for k, v in scores.items()}
+        except ForecastError as err:   # too little history to score: the model is still trained and saved
+            meta_metrics = {"not_scored": str(err)}
     model = target.make_model().fit(y, horizon=HORIZON)
-    version = pd.Timestamp(end).tz_convert("UTC").strftime("%Y%m%dT%H%MZ")
-    folder = Path(var_dir) / "models" / target.name.replace(":", "_") / version
-    folder.mkdir(parents=True, exist_ok=True)
-    joblib.dump(model, folder / "model.joblib")
+    now = dt.datetime.now(dt.UTC)
+    version = pd.Timestamp(end).tz_convert("UTC").strftime("%Y%m%dT%H%MZ") + now.strftime("-%H%M%S%f")
     meta = {"target": target.name, "tag": target.tag, "kind": target.kind, "model": model.name, "version": version,
             "trained_from": str(y.index[0]), "trained_to": str(y.index[-1]), "n": len(y),
-            "trained_at": dt.datetime.now(dt.UTC).isoformat(), "metrics": meta_metrics}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+            "trained_at": now.isoformat(), "metrics": meta_metrics}
+    root = Path(var_dir) / "models" / target.name.replace(":", "_")
+    tmp = root / f".tmp-{version}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, tmp / "model.joblib")
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    tmp.rename(root / version)          # a version appears complete or not at all
     return meta
 
 
 def latest_model(var_dir: Path, target: Target) -> tuple[Forecaster, dict] | None:
     """The newest saved model of a target and its metadata, or None."""
     root = Path(var_dir) / "models" / target.name.replace(":", "_")
-    versions = sorted(p for p in root.glob("*") if (p / "model.joblib").exists()) if root.exists() else []
+    versions = sorted(p for p in root.glob("[0-9]*") if (p / "model.joblib").exists() and (p / "meta.json").exists()
+                      ) if root.exists() else []
     if not versions:
         return None
     return joblib.load(versions[-1] / "model.joblib"), json.loads((versions[-1] / "meta.json").read_text())
@@ -147,14 +157,15 @@ def read_forecast(engine: Engine, target: str, issued_at: pd.Timestamp | None = 
             return pd.DataFrame(columns=["ts", "value", "lower", "upper", "model"])
         df = pd.read_sql(sa.select(t.c.ts, t.c.value, t.c.lower, t.c.upper, t.c.model)
                          .where(t.c.target == target, t.c.issued_at == when).order_by(t.c.ts), conn)
-    return df
+    newest = max(df["model"].unique(), key=lambda m: m.rsplit("@", 1)[-1])   # a retrain within the same issue
+    return df[df["model"] == newest].reset_index(drop=True)
 
 
 def run_all(engine: Engine, park: Park, var_dir: Path, now: pd.Timestamp, *, retrain_after: pd.Timedelta =
             pd.Timedelta(days=1), score_days: int = 7, say: Callable[[str], None] = lambda _m: None,
             should_stop: Callable[[], bool] = lambda: False, only: set[str] | None = None) -> dict:
-    """Retrain the targets whose newest model's data end more than ``retrain_after`` before ``now`` (or that have no
-    model), then forecast the next
+    """Retrain the targets whose newest model was trained more than ``retrain_after`` ago (or that have none), then
+    forecast the next
     day of every target from ``now``; returns ``{target: {"trained": bool, "rows": n} or {"error": text}}``.
 
     A target that fails (too little history, a meter without data) is reported and the others go on. ``only``
@@ -168,7 +179,7 @@ def run_all(engine: Engine, park: Park, var_dir: Path, now: pd.Timestamp, *, ret
             continue
         try:
             found = latest_model(var_dir, t)
-            stale = found is None or now - pd.Timestamp(found[1]["trained_to"]) > retrain_after
+            stale = found is None or pd.Timestamp.now(tz="UTC") - pd.Timestamp(found[1]["trained_at"]) > retrain_after
             if stale:
                 meta = train(engine, t, now.floor(STEP), var_dir, score_days=score_days)
                 say(f"forecast: trained {t.name} ({meta['model']}, MAE {meta['metrics']['model']['mae']:,.0f} kW "
@@ -179,4 +190,7 @@ def run_all(engine: Engine, park: Park, var_dir: Path, now: pd.Timestamp, *, ret
         except ForecastError as err:
             out[t.name] = {"error": str(err)}
             say(f"forecast: {t.name}: {err}")
+        except Exception as err:  # noqa: BLE001 - one target's failure must not stop the others
+            out[t.name] = {"error": f"{type(err).__name__}: {err}"}
+            say(f"forecast: {t.name}: unexpected {type(err).__name__}: {err}")
     return out

@@ -3,8 +3,8 @@
 ``p(t) = k(t) × p_cs(t)``: ``p_cs`` is the array's AC output under a clear sky (pvlib: Ineichen clear sky with the
 Linke turbidity climatology, plane-of-array transposition, PVWatts DC and inverter, as the simulator and the
 real plant's datasheet give); ``k`` is the clear-sky index, learned with quantile gradient boosting from the time
-of day, the season and the recent sky (yesterday's daily index, the same time yesterday, the last hours before the
-forecast origin). Night steps are zero; P10/P50/P90 are clipped to ``[0, ac_kw]``.
+of day, the season and the recent sky (the daily index of the last complete day before the target's day and of the
+day before it, the index at the same time yesterday). Night steps are zero; P10/P50/P90 are clipped to ``[0, ac_kw]``.
 
 References
 ----------
@@ -92,9 +92,16 @@ class ClearSkyIndexPv(Forecaster):
         """Features of target steps ``index`` from the clear-sky index known before each target's local day."""
         f = _index_features(index, self.tz)
         local_day = index.tz_convert(self.tz).normalize()
-        daily = k_hist.groupby(k_hist.index.tz_convert(self.tz).normalize()).mean()
-        f["k_yesterday"] = daily.reindex(local_day - pd.Timedelta(days=1)).to_numpy()
-        f["k_2days"] = daily.reindex(local_day - pd.Timedelta(days=2)).to_numpy()
+        days = k_hist.index.tz_convert(self.tz).normalize()
+        daily = k_hist.groupby(days).mean()
+        if len(k_hist) and k_hist.index[-1] + (k_hist.index[-1] - k_hist.index[-2] if len(k_hist) > 1 else
+                                                 pd.Timedelta(0)) < days[-1] + pd.Timedelta(days=1):
+            daily = daily.iloc[:-1]          # the last day is not complete at the origin: not a daily mean
+        span = pd.date_range(min(daily.index.min(), local_day.min()) if len(daily) else local_day.min(),
+                             local_day.max(), freq="D", tz=self.tz) if len(local_day) else daily.index
+        known = daily.reindex(span.union(daily.index)).ffill()   # the latest complete day before each target day
+        f["k_yesterday"] = known.reindex(local_day - pd.Timedelta(days=1)).to_numpy()
+        f["k_2days"] = known.reindex(local_day - pd.Timedelta(days=2)).to_numpy()
         f["k_same_time_yesterday"] = k_hist.reindex(index - pd.Timedelta(days=1)).to_numpy()
         return f
 
