@@ -8,6 +8,8 @@ calendar features use the index's own time zone, so give park series in local ti
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor
@@ -47,7 +49,7 @@ def _take(values: np.ndarray, pos: np.ndarray, known: np.ndarray | int) -> np.nd
     return np.where(ok, values[np.clip(pos, 0, len(values) - 1)], np.nan)
 
 
-class Forecaster:
+class Forecaster(ABC):
     """The interface: ``fit(y, X)`` then ``predict(index, history, X)`` -> ``p10, p50, p90`` on ``index``."""
 
     name = "forecaster"
@@ -56,9 +58,9 @@ class Forecaster:
         """Learn from the past series ``y`` [unit of y] (and exogenous ``X`` on the same index)."""
         return self
 
+    @abstractmethod
     def predict(self, index: pd.DatetimeIndex, history: pd.Series, X: pd.DataFrame | None = None) -> pd.DataFrame:
         """Quantile forecasts for ``index``, the steps right after ``history``'s last timestamp."""
-        raise NotImplementedError
 
 
 class _Seasonal(Forecaster):
