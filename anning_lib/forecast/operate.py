@@ -82,10 +82,14 @@ PARK_TZ = "Asia/Shanghai"
 days) and the backtest's origins at local midnight follow the index's time zone."""
 
 
-def history(engine: Engine, tag: str, end: pd.Timestamp, days: int, tz: str = PARK_TZ) -> pd.Series:
+def history(engine: Engine, tag: str, end: pd.Timestamp, days: int, tz: str = PARK_TZ,
+            refresh_days: int | None = None) -> pd.Series:
     """The last ``days`` of 15-minute means of ``tag`` before ``end``, regularised, indexed in local time ``tz``."""
     start = end - pd.Timedelta(days=days)
-    refresh_rollups(engine, start, end, tags=[tag])   # one point: cheap, and history may be new
+    # the whole window when training (history may have been written without rollups); only the last day when
+    # forecasting every 15 minutes, since older rollups are already there
+    fresh = start if refresh_days is None else end - pd.Timedelta(days=refresh_days)
+    refresh_rollups(engine, fresh, end, tags=[tag])
     raw = read_series(engine, [tag], start, end, resolution="15min", tz=tz)[tag]
     return regular_history(raw, end.tz_convert(tz))
 
@@ -134,7 +138,7 @@ def forecast(engine: Engine, target: Target, model: Forecaster, meta: dict, issu
              days: int = 21) -> int:
     """Forecast the next :data:`HORIZON` steps after ``issued_at`` (floored to 15 min) and upsert them."""
     origin = issued_at.tz_convert("UTC").floor(STEP)
-    hist = history(engine, target.tag, origin, days)
+    hist = history(engine, target.tag, origin, days, refresh_days=1)
     if hist.index[-1] < origin - STEP:
         raise ForecastError(f"{target.tag}: history ends at {hist.index[-1]}, before the origin {origin}")
     index = pd.date_range(origin.tz_convert(PARK_TZ), periods=HORIZON, freq=STEP)
