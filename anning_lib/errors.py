@@ -70,3 +70,11 @@ class CarbonError(AnningError):
 
 class ForecastError(AnningError):
     """A forecast or backtest was refused (too short, gaps, non-numeric values, bad horizon)."""
+
+
+class DispatchError(AnningError):
+    """A dispatch case, tariff or demand-response event was refused (bad field, mismatched lengths, ...)."""
+
+
+class InfeasibleError(DispatchError):
+    """The dispatch problem has no solution (e.g. a terminal state of charge that cannot be reached)."""
