@@ -78,3 +78,11 @@ class DispatchError(AnningError):
 
 class InfeasibleError(DispatchError):
     """The dispatch problem has no solution (e.g. a terminal state of charge that cannot be reached)."""
+
+
+class CaseFileError(ProblemsError, DispatchError):
+    """A dispatch case or tariff file is invalid; every problem names its field path and value."""
+
+
+class SolverFailedError(DispatchError):
+    """The solver gave no optimal answer in time (time limit, numerical trouble); callers fall back to the rule."""

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from anning_lib.errors import ConfigError, PointMapError
-from anning_lib.park.loader import _problems_from
+from anning_lib.park.loader import problems_from
 from anning_lib.park.schema import ID, Park
 
 RegType = Literal["int16", "uint16", "int32", "uint32", "float32"]
@@ -233,7 +233,7 @@ def parse_pointmap(raw: object, source: str | None = None) -> ModbusMap | OpcuaM
     try:
         return MAP_MODELS[proto].model_validate(raw)
     except ValidationError as err:
-        raise PointMapError(_problems_from(err), source) from None
+        raise PointMapError(problems_from(err), source) from None
 
 
 def load_pointmaps(folder: Path | str, park: Park) -> PointMaps:

@@ -28,7 +28,7 @@ def format_loc(loc: tuple) -> str:
     return out or "<root>"
 
 
-def _problems_from(err: ValidationError, prefix: str = "") -> list[tuple[str, object, str]]:
+def problems_from(err: ValidationError, prefix: str = "") -> list[tuple[str, object, str]]:
     problems = []
     for e in err.errors():
         path = format_loc(tuple(e["loc"]))
@@ -75,7 +75,7 @@ def _check_references(park: Park, cat: Catalogue) -> list[tuple[str, object, str
         try:
             typed = PARAMS_BY_TYPE[d.type].model_validate(d.params)
         except ValidationError as err:
-            problems.extend(_problems_from(err, f"{path}.params"))
+            problems.extend(problems_from(err, f"{path}.params"))
             continue
         problems.extend(_check_assumptions(path, d.assumptions, typed))
         for k, src in enumerate(getattr(typed, "sources", []) or []):
@@ -130,7 +130,7 @@ def parse_park(raw: dict, data_dir: Path, source: str | None = None) -> Park:
     try:
         park = Park.model_validate(_drop_templates(raw), context={"catalogue": cat})
     except ValidationError as err:
-        raise ParkModelError(_problems_from(err), source) from None
+        raise ParkModelError(problems_from(err), source) from None
     problems = _check_references(park, cat)
     if problems:
         raise ParkModelError(problems, source)

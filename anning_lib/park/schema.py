@@ -40,6 +40,30 @@ class MeterParams(_Strict):
     voltage_kv: float | None = Field(None, gt=0, description="nominal voltage [kV]")
 
 
+class FlexParams(_Strict):
+    """Demand-response flexibility of a load (``docs/demand_response.md``); every number is an ASSUMPTION to be
+    agreed with the enterprise and named in the device's ``assumptions``."""
+
+    kind: Literal["curtailable", "shiftable"] = Field(
+        description="curtailable: the shed energy is lost production; shiftable: it is consumed again later")
+    max_reduction_kw: float = Field(gt=0, description="largest reduction of the load's demand it can hold [kW]")
+    min_reduction_kw: float = Field(0.0, ge=0, description="smallest reduction worth starting (shed at least this "
+                                    "or nothing); documentation only, the LP allocation does not enforce it [kW]")
+    max_duration_h: float = Field(gt=0, description="longest continuous reduction [h]")
+    cost_cny_per_kwh: float = Field(ge=0, description="the enterprise's cost of not consuming (lost production, "
+                                    "restart losses) per kWh shed [CNY/kWh]")
+    rebound_frac: float = Field(0.0, ge=0, le=1, description="share of the shed energy consumed again after the "
+                                "window (0 for curtailable loads) [-]")
+    notice_min: float = Field(30.0, ge=0, description="minimum advance notice before the reduction starts [min]")
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> FlexParams:
+        if self.min_reduction_kw > self.max_reduction_kw:
+            raise ValueError(f"flex.min_reduction_kw {self.min_reduction_kw:g} must not exceed "
+                             f"flex.max_reduction_kw {self.max_reduction_kw:g}")
+        return self
+
+
 class LoadParams(_Strict):
     """A sub-metered load: a process line, a utility or a building."""
 
@@ -51,6 +75,14 @@ class LoadParams(_Strict):
     gas_nm3_per_t: float = Field(0.0, ge=0, description="natural gas fired directly per tonne of product [Nm3/t]")
     process_co2_t_per_t: float = Field(0.0, ge=0, description="process (non-combustion) CO2 per tonne [t/t]")
     outage_days_per_year: float = Field(4.0, ge=0, le=60, description="planned maintenance outage days [d/a]")
+    flex: FlexParams | None = Field(None, description="demand-response flexibility, if the load takes part")
+
+    @model_validator(mode="after")
+    def _flex_within_rating(self) -> LoadParams:
+        if self.flex is not None and self.flex.max_reduction_kw > self.rated_kw:
+            raise ValueError(f"flex.max_reduction_kw {self.flex.max_reduction_kw:g} must not exceed "
+                             f"rated_kw {self.rated_kw:g}")
+        return self
 
 
 class PvParams(_Strict):

@@ -5,12 +5,7 @@ Sign convention (docs/glossary.md): ``p_kw > 0`` discharges into the network, ``
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
-import yaml
 
 from anning_lib.park.schema import BessParams
 
@@ -63,32 +58,6 @@ def simulate_bess(setpoint_kw: np.ndarray, params: BessParams, dt_h: float, soc0
         s = s - pi * dt_h / (params.eta_discharge * e) if pi >= 0 else s - pi * dt_h * params.eta_charge / e
         p[i], soc[i] = pi, s
     return p, soc
-
-
-@lru_cache(maxsize=4)
-def load_tou_bands(path: Path) -> tuple[list[tuple[float, float, str]], dict[str, float]]:
-    """``([(start_h, end_h, band), ...], multipliers)`` from a tariff band file (``data/tariffs``)."""
-    with open(path, encoding="utf-8") as fh:
-        raw = yaml.safe_load(fh)
-
-    def h(txt: str) -> float:
-        hh, mm = txt.split(":")
-        return int(hh) + int(mm) / 60.0
-
-    bands = [(h(b["start"]), h(b["end"]), b["band"]) for b in raw["bands"]]
-    covered = sorted(bands)
-    if covered[0][0] != 0 or covered[-1][1] != 24 or any(a[1] != b[0] for a, b in zip(covered, covered[1:])):
-        raise ValueError(f"{path}: bands must cover 00:00-24:00 exactly once")
-    return bands, dict(raw["multiplier"])
-
-
-def band_of(times: pd.DatetimeIndex, bands: list[tuple[float, float, str]]) -> np.ndarray:
-    """The tariff band name at each local timestamp."""
-    hours = np.asarray(times.hour + times.minute / 60.0)
-    out = np.empty(len(times), dtype=object)
-    for lo, hi, name in bands:
-        out[(hours >= lo) & (hours < hi)] = name
-    return out
 
 
 def tou_rule_setpoints(band: np.ndarray, params: BessParams) -> np.ndarray:
