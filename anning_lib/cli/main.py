@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from anning_lib.config import get_settings
 from anning_lib.cli.carbon import carbon_app
+from anning_lib.cli.dispatch import dispatch_app
 from anning_lib.cli.forecast import forecast_app
 from anning_lib.errors import AnningError
 
@@ -27,6 +28,7 @@ ingest_app = typer.Typer(no_args_is_help=True, help="The ingestion gateway: poin
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(carbon_app, name="carbon")
 app.add_typer(forecast_app, name="forecast")
+app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
