@@ -82,7 +82,8 @@ class SimServers:
         self.modbus, self.opcua, self.brokers, self.publishers = [], [], [], []
         self.broker_kind = "none"
 
-    async def start(self) -> None:
+    async def start(self, now: pd.Timestamp | None = None) -> None:
+        """Start the servers and serve the readings at ``now`` (default: the wall clock)."""
         from anning_lib.sim.modbus_server import SimModbusServer
         from anning_lib.sim.opcua_server import SimOpcuaServer
 
@@ -95,7 +96,7 @@ class SimServers:
             await server.start()
         for conn in self.maps.mqtt.connections if self.maps.mqtt else []:
             await self._start_broker(conn, users)
-        self.push(pd.Timestamp.now(tz="UTC"), publish=False)
+        self.push(pd.Timestamp.now(tz="UTC") if now is None else now, publish=False)
 
     async def _start_broker(self, conn, users: dict[str, str]) -> None:
         ca = None

@@ -1,0 +1,109 @@
+"""The MPC against the simulated park on a real Modbus server: plans stored, setpoints written to the storages
+in auto mode and read back, proposed only for advisory ones, and the simulated state of charge responding."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import date
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from anning_lib.dispatch.mpc import MpcConfig, mpc_step, plan_site
+from anning_lib.dispatch.sites import sites_from_park
+from anning_lib.ingest.model import SourceHealth
+from anning_lib.ingest.modbus import ModbusPoller
+from anning_lib.ingest.pointmap import load_pointmaps
+from anning_lib.park import load_park
+from anning_lib.sim import ParkSimulator, to_long
+from anning_lib.sim.live import LiveValues
+from anning_lib.sim.serve import SimServers
+from anning_lib.store import init_db, write_measurements
+from anning_lib.store.timeseries import refresh_rollups
+from conftest import REPO, free_port
+
+PARK = load_park()
+MAPS = load_pointmaps(REPO / "ingest", PARK)
+NOW = pd.Timestamp("2026-06-09T23:05:00Z")      # 07:05 in Anning, 10 June: the morning peak band (07:00-09:00)
+SITES = sites_from_park(PARK, REPO / "data")
+
+
+def stored_park(engine) -> LiveValues:
+    """Eight simulated days before 10 June and 10 June up to NOW in the store; the live park from NOW on."""
+    init_db(engine, PARK)
+    sim = ParkSimulator(PARK, 7, REPO / "data")
+    for frame in sim.run(date(2026, 6, 2), date(2026, 6, 10), "15min"):
+        write_measurements(engine, to_long(frame))
+    live = LiveValues(sim, date(2026, 6, 10))
+    write_measurements(engine, live.history(NOW, "15min"))
+    refresh_rollups(engine, pd.Timestamp("2026-06-02", tz="Asia/Shanghai"), NOW)
+    return live
+
+
+def modbus_only(port: int):
+    conns = [c.model_copy(update={"port": port}) for c in MAPS.modbus.connections]
+    return MAPS.model_copy(update={"modbus": MAPS.modbus.model_copy(update={"connections": conns}),
+                                   "opcua": None, "mqtt": None})
+
+
+def test_mpc_step_writes_reads_back_and_the_storage_responds(engine, tmp_path):
+    live = stored_park(engine)
+    maps = modbus_only(free_port())
+    pollers = [ModbusPoller(c, lambda *_a, **_k: None, SourceHealth(c.name, "modbus")) for c in maps.modbus.connections]
+
+    def adapter_for(tag):
+        dev = tag.split(".")[0]
+        return next((p for p in pollers if any(d.device == dev for d in p.conn.devices)), None)
+
+    async def go():
+        servers = SimServers(PARK, maps, live, tmp_path)
+        await servers.start(now=NOW)
+        try:
+            before = servers.push(NOW, publish=False)
+            plans = await mpc_step(engine, PARK, SITES, adapter_for, MpcConfig(), now=NOW)
+            servers.push(NOW + pd.Timedelta("1s"), publish=False)              # the simulator takes the setpoints
+            after = servers.push(NOW + pd.Timedelta("15min 1s"), publish=False)
+            return before, plans, after
+        finally:
+            await servers.stop()
+
+    before, plans, after = asyncio.run(go())
+    cmds = {c.device_id: c for p in plans for c in p.commands}
+    assert set(cmds) == {"SES", "E05-BESS", "E10-BESS", "E12-BESS"}
+    # E05 and E12 are advisory in the park model: proposed, never written
+    assert cmds["E05-BESS"].status == cmds["E12-BESS"].status == "proposed"
+    assert cmds["E05-BESS"].readback_kw is None
+    for dev in ("SES", "E10-BESS"):
+        assert cmds[dev].status == "verified"
+        assert cmds[dev].readback_kw == pytest.approx(cmds[dev].setpoint_kw, abs=0.05)   # 0.1 kW registers
+    # At 07:05 the storages are full from the simulator's night charge; peak 1.5x flat vs the valley refill at
+    # 12:00 at 0.5x: 0.5 / (0.95 * 0.95) = 0.55 < 1.5 per kWh, so discharging at full power now pays.
+    ses = PARK.device("SES").p
+    assert cmds["SES"].setpoint_kw == pytest.approx(ses.p_max_kw)
+    # SOC responds: 25 MW for 15 min from a 50 MWh store through 0.95 discharge efficiency
+    # d_soc = 25,000 kW * 0.25 h / (0.95 * 50,000 kWh) = 0.131579 (plus one second's worth, 0.000146)
+    d_soc = before["SES.soc_frac"] - after["SES.soc_frac"]
+    assert d_soc == pytest.approx(25_000 * (900 + 1) / 3600 / (0.95 * 50_000), abs=2e-3)
+    with engine.connect() as c:
+        sched = c.execute(sa.text("select strategy, status, plan from dispatch_schedule")).all()
+        rows = c.execute(sa.text("select device_id, status, mode from dispatch_command")).all()
+        audit = c.execute(sa.text("select target from audit_log where action = 'setpoint_written'")).all()
+    assert sorted(r.status for r in sched) == ["advisory", "advisory", "executed", "executed"]
+    assert {(r.device_id, r.status, r.mode) for r in rows} == {
+        ("SES", "verified", "auto"), ("E10-BESS", "verified", "auto"),
+        ("E05-BESS", "proposed", "advisory"), ("E12-BESS", "proposed", "advisory")}
+    assert sorted(r.target for r in audit) == ["E10-BESS.p_set_kw", "SES.p_set_kw"]
+
+
+def test_infeasible_site_falls_back_to_the_rule_and_says_so(engine):
+    stored_park(engine)
+    site = next(s for s in SITES if s.connection == "E10")
+    # an import limit of 9.5 kW (10 kVA x 0.95) behind a plant drawing megawatts: no schedule can keep it
+    meter = type(site.meter).model_validate(site.meter.model_dump() | {"params": site.meter.params | {"rated_kva": 10.0}})
+    plan = plan_site(engine, dataclasses.replace(site, meter=meter), NOW, MpcConfig())
+    assert plan.fallback is not None and "infeasible" in plan.fallback
+    assert plan.schedule.strategy == "rule"
+    # the rule still discharges at full power in the peak band to bring the import down
+    assert plan.schedule.setpoints_kw(0)["E10-BESS"] == pytest.approx(PARK.device("E10-BESS").p.p_max_kw)
