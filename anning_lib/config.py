@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     ingest_dir: Path = Field(default=REPO_ROOT / "ingest", description="gateway point maps (modbus/opcua/mqtt.yaml)")
     timezone: str = Field(default="Asia/Shanghai", description="display time zone; storage is always UTC")
     seed: int = Field(default=20261125, description="simulator seed")
+    dispatch_interval_s: float = Field(default=900.0, gt=0, description="MPC re-planning period [s]")
+    dispatch_time_limit_s: float = Field(default=2.0, gt=0, description="solver time limit per site; then the rule [s]")
 
     @classmethod
     def settings_customise_sources(

@@ -154,8 +154,9 @@ def ingest_check(folder: Path = typer.Argument(None, help="folder of modbus/opcu
 
 
 @ingest_app.command("run")
-def ingest_run(duration: float = typer.Option(None, help="stop after this many seconds (default: run until Ctrl-C)")):
-    """Run the gateway: poll, subscribe and store every point of the maps."""
+def ingest_run(duration: float = typer.Option(None, help="stop after this many seconds (default: run until Ctrl-C)"),
+               dispatch: bool = typer.Option(False, help="also run the storage MPC (every ANNING_DISPATCH_INTERVAL_S)")):
+    """Run the gateway: poll, subscribe and store every point of the maps (and, with --dispatch, the MPC)."""
     import asyncio
 
     from anning_lib.aio import stop_on_signal
@@ -173,7 +174,16 @@ def ingest_run(duration: float = typer.Option(None, help="stop after this many s
     async def go():
         stop = asyncio.Event()
         stop_on_signal(stop, duration)
-        await gw.run(stop)
+        if not dispatch:
+            await gw.run(stop)
+            return
+        from anning_lib.dispatch.mpc import MpcConfig, run_mpc
+        from anning_lib.dispatch.sites import sites_from_park
+
+        cfg = MpcConfig(interval_s=settings.dispatch_interval_s, time_limit_s=settings.dispatch_time_limit_s,
+                        tz=settings.timezone)
+        await asyncio.gather(gw.run(stop), run_mpc(engine, park, sites_from_park(park, settings.data_dir),
+                                                   gw.adapter_for, stop, cfg, _say, first_after_s=10))
 
     _say(f"gateway: {len(gw.adapters)} connections -> {engine.url.render_as_string(hide_password=True)}")
     asyncio.run(go())

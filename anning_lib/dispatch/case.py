@@ -31,6 +31,9 @@ class CaseTariff(_Strict):
     export_price_cny_per_kwh: PriceSeries = Field(0.0, description="per step or one value [CNY/kWh]")
     demand_charge_cny_per_kw: float = Field(0.0, ge=0, description="on the billing period's peak import [CNY/kW]")
     demand_peak_so_far_kw: float = Field(0.0, ge=0, description="peak import already set this billing period [kW]")
+    demand_margin_kw: PriceSeries = Field(0.0, description="per step or one value: room for load the forecast "
+                                          "missed; storage raising the import above demand_peak_so_far_kw minus it "
+                                          "pays the demand charge (docs/dispatch.md) [kW]")
     carbon_price_cny_per_t: float = Field(0.0, ge=0, description="carbon shadow price on imports [CNY/tCO2]")
     grid_factor_t_per_kwh: float = Field(0.0, ge=0, description="grid emission factor [tCO2/kWh]")
 
@@ -85,12 +88,14 @@ class DispatchCase(_Strict):
             raise ValueError(f"start: {self.start.isoformat()} has no UTC offset (write e.g. +08:00)")
         for name, values in (("pv_kw", self.pv_kw), ("tariff.import_price_cny_per_kwh",
                              self.tariff.import_price_cny_per_kwh),
-                             ("tariff.export_price_cny_per_kwh", self.tariff.export_price_cny_per_kwh)):
+                             ("tariff.export_price_cny_per_kwh", self.tariff.export_price_cny_per_kwh),
+                             ("tariff.demand_margin_kw", self.tariff.demand_margin_kw)):
             if isinstance(values, list) and len(values) != n:
                 raise ValueError(f"{name}: {len(values)} values but load_kw has {n}")
         arrays = {"load_kw": self.load_kw, "pv_kw": self.pv_kw,
                   "tariff.import_price_cny_per_kwh": self.tariff.import_price_cny_per_kwh,
-                  "tariff.export_price_cny_per_kwh": self.tariff.export_price_cny_per_kwh}
+                  "tariff.export_price_cny_per_kwh": self.tariff.export_price_cny_per_kwh,
+                  "tariff.demand_margin_kw": self.tariff.demand_margin_kw}
         for name, values in arrays.items():
             a = np.atleast_1d(np.asarray(values, dtype=float))
             if not np.isfinite(a).all():
@@ -131,10 +136,11 @@ class DispatchCase(_Strict):
         return pd.date_range(start, periods=self.n_steps, freq=pd.Timedelta(minutes=self.timestep_minutes))
 
     def series(self, name: str) -> np.ndarray:
-        """``load_kw``, ``pv_kw``, ``import_price`` or ``export_price`` as one value per step."""
+        """``load_kw``, ``pv_kw``, ``import_price``, ``export_price`` or ``demand_margin`` as one value per step."""
         value = {"load_kw": self.load_kw, "pv_kw": self.pv_kw,
                  "import_price": self.tariff.import_price_cny_per_kwh,
-                 "export_price": self.tariff.export_price_cny_per_kwh}[name]
+                 "export_price": self.tariff.export_price_cny_per_kwh,
+                 "demand_margin": self.tariff.demand_margin_kw}[name]
         return np.broadcast_to(np.asarray(value, dtype=float), (self.n_steps,)).copy()
 
     def without_storage(self) -> DispatchCase:

@@ -28,7 +28,8 @@ from anning_lib.dispatch.executor import CommandResult, execute, save_schedule
 from anning_lib.dispatch.optimize import optimize
 from anning_lib.dispatch.rule import rule_schedule
 from anning_lib.dispatch.schedule import Schedule
-from anning_lib.dispatch.sites import Site, forecast_next, latest, month_peak_kw, site_case, site_history
+from anning_lib.dispatch.sites import (Site, demand_margin_kw, expected_peak_kw, forecast_next, latest, month_peak_kw,
+                                       site_case, site_history)
 from anning_lib.errors import DispatchError
 from anning_lib.park.schema import Park
 
@@ -65,9 +66,11 @@ def plan_site(engine: Engine, site: Site, now: pd.Timestamp, cfg: MpcConfig,
     if gross.empty:
         raise DispatchError(f"site {site.connection}: no history of {', '.join(site.gross_tags)} before {origin}")
     soc = latest(engine, [f"{d.id}.soc_frac" for d in site.storages], now)
-    case = site_case(site, index, forecast_next(gross, index), forecast_next(pv, index),
-                     {k.split(".")[0]: v for k, v in soc.items()}, month_peak_kw(engine, site, now, cfg.tz),
-                     other_storage_kw=other_storage_kw)
+    load, sun = forecast_next(gross, index), forecast_next(pv, index)
+    peak = max(month_peak_kw(engine, site, now, cfg.tz), expected_peak_kw(gross - pv.reindex(gross.index).fillna(0)))
+    case = site_case(site, index, load["p50"].to_numpy(), sun["p50"].to_numpy(),
+                     {k.split(".")[0]: v for k, v in soc.items()}, peak, other_storage_kw=other_storage_kw,
+                     demand_margin_kw=demand_margin_kw(load))
     try:
         return SitePlan(site, case, optimize(case, time_limit_s=cfg.time_limit_s))
     except DispatchError as err:   # infeasible or solver failure: the rule keeps the storages safe

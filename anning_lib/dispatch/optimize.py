@@ -8,12 +8,19 @@ reuses the compiled problem: the MPC's warm solves skip cvxpy's canonicalisation
 For one billing connection over steps t = 1..T of length dt [h], storages s, all powers >= 0 [kW]::
 
     min  sum_t dt * [(price_t + carbon_t) * imp_t - export_price_t * exp_t + sum_s deg_s * (c_st + d_st)]
-         + demand_charge * peak
+         + demand_charge * (peak + over)
     s.t. imp_t - exp_t = load_t - pv_t + curt_t + sum_s (c_st - d_st)          (balance)
          0 <= curt_t <= pv_t,  imp_t <= import_limit,  exp_t <= export_limit     (grid, PV)
          e_st = e_s,t-1 + dt * (eta_c,s * c_st - d_st / eta_d,s),  e_s0 given     (energy)
          e_min,s <= e_st <= e_max,s,  e_sT >= e_final,s,  c_st, d_st <= P_s      (storage)
          peak >= imp_t,  peak >= peak_so_far                                     (demand)
+         over >= imp_t - cap_t,  cap_t = max(peak_so_far - margin_t, net_t)      (demand margin)
+
+The margin (``tariff.demand_margin_kw``, 0 by default: no such term) keeps room for load the forecast may have
+missed. A noisy load (an EAF's heats) sets the month's peak in a quarter-hour no forecast sees; storage charging
+into such a quarter-hour sets a new peak. With a margin, raising the import above ``peak_so_far - margin_t`` (or
+above the forecast load alone where that is higher) costs the demand charge as if it set a new peak. ``over`` is a
+planning penalty only; the reported demand cost is the charge on the schedule's actual peak.
 
 Simultaneous charge and discharge: it wastes energy, so the LP has no reason to do it unless wasting energy has
 a value (a negative price) or costs nothing (zero degradation cost with surplus PV, where it ties with
@@ -75,6 +82,8 @@ class DispatchModel:
         self.load, self.pv = P(n, name="load_kw"), P(n, nonneg=True, name="pv_kw")
         self.price, self.export_price = P(n, name="import_price"), P(n, name="export_price")
         self.demand_charge, self.peak_so_far = P(nonneg=True), P(nonneg=True)
+        self.cap = P(n, name="import_cap_kw")
+        self.over = cp.Variable(nonneg=True, name="over_cap_kw")
         self.import_limit, self.export_limit = P(nonneg=True), P(nonneg=True)
         self.p_max = P(shp, nonneg=True, name="power_kw")
         self.eta_c, self.inv_eta_d = P(shp, nonneg=True), P(shp, nonneg=True)
@@ -111,7 +120,7 @@ def add_storage_energy_constraints(m: DispatchModel) -> None:
 
 def add_demand_constraints(m: DispatchModel) -> None:
     """The billed peak: at least every step's import and the peak already set this billing period."""
-    m.constraints += [m.peak >= m.imp, m.peak >= m.peak_so_far]
+    m.constraints += [m.peak >= m.imp, m.peak >= m.peak_so_far, m.over >= m.imp - m.cap]
 
 
 def add_exclusive_constraints(m: DispatchModel) -> None:
@@ -123,7 +132,7 @@ def add_exclusive_constraints(m: DispatchModel) -> None:
 def objective(m: DispatchModel) -> cp.Expression:
     """Energy (with the carbon shadow price folded into ``price``), degradation and demand cost [CNY]."""
     return (m.dt_h * (m.price @ m.imp - m.export_price @ m.exp + cp.sum(cp.multiply(m.deg, m.c + m.d)))
-            + m.demand_charge * m.peak)
+            + m.demand_charge * (m.peak + m.over))
 
 
 def build(n: int, s: int, dt_h: float, exclusive: bool = False) -> DispatchModel:
@@ -160,6 +169,9 @@ def set_parameters(m: DispatchModel, case: DispatchCase) -> None:
     m.price.value = case.series("import_price") + t.carbon_price_cny_per_t * t.grid_factor_t_per_kwh
     m.export_price.value = case.series("export_price")
     m.demand_charge.value, m.peak_so_far.value = t.demand_charge_cny_per_kw, t.demand_peak_so_far_kw
+    margin = case.series("demand_margin")
+    net = case.series("load_kw") - case.series("pv_kw")
+    m.cap.value = np.where(margin > 0, np.maximum(t.demand_peak_so_far_kw - margin, net), 1e12)
     m.import_limit.value, m.export_limit.value = g.import_limit_kw, g.export_limit_kw
     st = case.storage or []
     col = (lambda f: np.array([[f(x)] for x in st], dtype=float)) if st else (lambda f: np.zeros((1, 1)))
