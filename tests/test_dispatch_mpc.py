@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from anning_lib.dispatch.guard import GuardState, guard_tick
 from anning_lib.dispatch.mpc import MpcConfig, mpc_step, plan_site
 from anning_lib.dispatch.sites import sites_from_park
 from anning_lib.ingest.model import SourceHealth
@@ -30,15 +31,15 @@ NOW = pd.Timestamp("2026-06-09T23:05:00Z")      # 07:05 in Anning, 10 June: the 
 SITES = sites_from_park(PARK, REPO / "data")
 
 
-def stored_park(engine) -> LiveValues:
-    """Eight simulated days before 10 June and 10 June up to NOW in the store; the live park from NOW on."""
+def stored_park(engine, now: pd.Timestamp = NOW) -> LiveValues:
+    """Eight simulated days before 10 June and 10 June up to ``now`` in the store; the live park from then on."""
     init_db(engine, PARK)
     sim = ParkSimulator(PARK, 7, REPO / "data")
     for frame in sim.run(date(2026, 6, 2), date(2026, 6, 10), "15min"):
         write_measurements(engine, to_long(frame))
     live = LiveValues(sim, date(2026, 6, 10))
-    write_measurements(engine, live.history(NOW, "15min"))
-    refresh_rollups(engine, pd.Timestamp("2026-06-02", tz="Asia/Shanghai"), NOW)
+    write_measurements(engine, live.history(now, "15min"))
+    refresh_rollups(engine, pd.Timestamp("2026-06-02", tz="Asia/Shanghai"), now)
     return live
 
 
@@ -107,3 +108,38 @@ def test_infeasible_site_falls_back_to_the_rule_and_says_so(engine):
     assert plan.schedule.strategy == "rule"
     # the rule still discharges at full power in the peak band to bring the import down
     assert plan.schedule.setpoints_kw(0)["E10-BESS"] == pytest.approx(PARK.device("E10-BESS").p.p_max_kw)
+
+
+def test_peak_guard_raises_the_setpoint_by_the_excess_and_returns_to_the_plan(engine, tmp_path):
+    now = pd.Timestamp("2026-06-10T05:05:00Z")            # 13:05 in Anning: valley band
+    live = stored_park(engine, now)
+    maps = modbus_only(free_port())
+    pollers = [ModbusPoller(c, lambda *_a, **_k: None, SourceHealth(c.name, "modbus")) for c in maps.modbus.connections]
+
+    def adapter_for(tag):
+        return pollers[0]
+
+    async def go():
+        servers = SimServers(PARK, maps, live, tmp_path)
+        await servers.start(now=now)
+        try:
+            state = GuardState()
+            await mpc_step(engine, PARK, SITES, adapter_for, MpcConfig(), now=now, guard=state)
+            plan, threshold = state.planned_kw["E10-BESS"], state.threshold_kw["E10"]
+            readings = {"E10-MM.p_kw": threshold + 1_500.0, "E10-BESS.p_kw": plan, "E10-BESS.soc_frac": 0.5,
+                        "GRID.p_kw": state.threshold_kw["park"] - 5_000.0, "SES.p_kw": 0.0, "SES.soc_frac": 0.5}
+            first = await guard_tick(engine, PARK, SITES, state, readings.get, adapter_for)
+            readings["E10-MM.p_kw"] = threshold - 1_000.0        # the excess is gone
+            second = await guard_tick(engine, PARK, SITES, state, readings.get, adapter_for)
+            return plan, first, second, servers.modbus[0].setpoints()
+        finally:
+            await servers.stop()
+
+    plan, first, second, on_device = asyncio.run(go())
+    assert plan <= 2_500.0            # 13:05 is in the valley: the plan charges or idles, leaving room to raise
+    # net without the storage = meter + plan; excess = net - plan - threshold = 1,500 kW; E10 may discharge up to
+    # min(4,000 kW, (0.5 - 0.1) * 8,000 kWh * 0.95 / 0.25 h = 12,160 kW): raised by the whole excess
+    assert [(r.device_id, r.status) for r in first] == [("E10-BESS", "verified")]
+    assert first[0].setpoint_kw == pytest.approx(plan + 1_500.0, abs=0.1)
+    assert [(r.device_id, r.setpoint_kw) for r in second] == [("E10-BESS", pytest.approx(plan, abs=0.1))]
+    assert on_device["E10-BESS.p_set_kw"] == pytest.approx(plan, abs=0.1)

@@ -177,13 +177,16 @@ def ingest_run(duration: float = typer.Option(None, help="stop after this many s
         if not dispatch:
             await gw.run(stop)
             return
+        from anning_lib.dispatch.guard import GuardState, run_guard
         from anning_lib.dispatch.mpc import MpcConfig, run_mpc
         from anning_lib.dispatch.sites import sites_from_park
 
         cfg = MpcConfig(interval_s=settings.dispatch_interval_s, time_limit_s=settings.dispatch_time_limit_s,
                         tz=settings.timezone)
-        await asyncio.gather(gw.run(stop), run_mpc(engine, park, sites_from_park(park, settings.data_dir),
-                                                   gw.adapter_for, stop, cfg, _say, first_after_s=10))
+        sites, guard = sites_from_park(park, settings.data_dir), GuardState()
+        await asyncio.gather(gw.run(stop),
+                             run_mpc(engine, park, sites, gw.adapter_for, stop, cfg, _say, 10, guard),
+                             run_guard(engine, park, sites, guard, gw.live_value, gw.adapter_for, stop, say=_say))
 
     _say(f"gateway: {len(gw.adapters)} connections -> {engine.url.render_as_string(hide_password=True)}")
     asyncio.run(go())

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from anning_lib.dispatch.guard import guard_setpoints
 from anning_lib.dispatch.optimize import optimize
 from anning_lib.dispatch.rule import rule_schedule
 from anning_lib.dispatch.schedule import cost_split
 from anning_lib.dispatch.sites import Site, demand_margin_kw, expected_peak_kw, forecast_next, site_case
 from anning_lib.errors import DispatchError
-from anning_lib.sim.storage import bess_step_limits, simulate_bess
+from anning_lib.sim.storage import simulate_bess
 
 STEP = pd.Timedelta("15min")
 
@@ -61,25 +62,6 @@ def _month_case(site: Site, gross: pd.Series, pv: pd.Series, soc: dict[str, floa
     return site_case(site, gross.index, gross.to_numpy(), pv.to_numpy(), soc, 0.0)
 
 
-def guard_setpoints(plan_kw: dict[str, float], net_kw: float, threshold_kw: float, storages, soc: dict[str, float],
-                    dt_h: float) -> dict[str, float]:
-    """Setpoints that hold the import at ``threshold_kw`` when the plan would exceed it (pure) [kW].
-
-    The peak guard of the storage's local controller: when ``net - sum(plan) > threshold`` the storages, in order,
-    charge less or discharge more, within their power and energy limits, by the excess.
-    """
-    out = dict(plan_kw)
-    excess = net_kw - sum(plan_kw.values()) - threshold_kw
-    for d in storages:
-        if excess <= 0:
-            break
-        _lo, hi = bess_step_limits(soc[d.id], d.p, dt_h)
-        raised = min(hi, out[d.id] + excess)
-        excess -= max(0.0, raised - out[d.id])
-        out[d.id] = max(out[d.id], raised)
-    return out
-
-
 def mpc_flows(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, *, replan_steps: int = 4,
               horizon_steps: int = 96, history_days: int = 28, guard: bool = True,
               progress: Callable[[int, int], None] = lambda _i, _n: None) -> tuple[pd.DataFrame, dict]:
@@ -106,11 +88,11 @@ def mpc_flows(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, 
         idx = pd.date_range(gross.index[k], periods=horizon_steps, freq=STEP)
         month = imp_so_far[(imp_so_far.index >= gross.index[k].replace(day=1, hour=0, minute=0)) &
                            (imp_so_far.index < gross.index[k])]
-        peak = max(float(month.max()) if month.notna().any() else 0.0,
-                   expected_peak_kw(gross.iloc[lo:k] - pv.iloc[lo:k]))
+        peak = float(month.max()) if month.notna().any() else 0.0
+        threshold = max(peak, expected_peak_kw(gross.iloc[lo:k] - pv.iloc[lo:k]))
         load, sun = forecast_next(gross.iloc[lo:k], idx), forecast_next(pv.iloc[lo:k], idx)
         case = site_case(site, idx, load["p50"].to_numpy(), sun["p50"].to_numpy(), soc, peak,
-                         demand_margin_kw=demand_margin_kw(load))
+                         threshold_kw=threshold, demand_margin_kw=demand_margin_kw(load))
         try:
             plan = optimize(case, time_limit_s=5.0)
             stats["solve_s"].append(plan.detail["solve_s"])
@@ -122,7 +104,7 @@ def mpc_flows(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, 
         net = gross.iloc[k:k + steps].to_numpy() - pv.iloc[k:k + steps].to_numpy()
         for j in range(steps):     # the storages follow the plan, the peak guard on top (guard_setpoints)
             plan_kw = {d.id: float(plan.frame[f"{d.id}.p_kw"].iloc[j]) for d in site.storages}
-            sets = guard_setpoints(plan_kw, net[j], peak if guard else np.inf, site.storages, soc, 0.25)
+            sets = guard_setpoints(plan_kw, net[j], threshold if guard else np.inf, site.storages, soc, 0.25)
             for d in site.storages:
                 p, s_ = simulate_bess(np.array([sets[d.id]]), d.p, 0.25, soc[d.id])
                 p_out[d.id][k - k0 + j], soc_out[d.id][k - k0 + j] = p[0], s_[0]
@@ -139,7 +121,8 @@ def run_backtest(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestam
     """Bill the four strategies month by month from ``start`` (module docstring)."""
     flows, stats = mpc_flows(site, gross, pv, start, replan_steps=replan_steps, guard=guard, progress=progress)
     rows, soc_perfect = {}, {d.id: d.p.soc_init_frac for d in site.storages}
-    for month, g in gross[gross.index >= start].groupby(gross.index[gross.index >= start].to_period("M")):
+    later = gross[gross.index >= start]
+    for month, g in later.groupby(later.index.tz_localize(None).to_period("M")):
         case = _month_case(site, g, pv.reindex(g.index), soc_perfect)
         perfect = optimize(case)
         rule = rule_schedule(case)

@@ -31,9 +31,11 @@ class CaseTariff(_Strict):
     export_price_cny_per_kwh: PriceSeries = Field(0.0, description="per step or one value [CNY/kWh]")
     demand_charge_cny_per_kw: float = Field(0.0, ge=0, description="on the billing period's peak import [CNY/kW]")
     demand_peak_so_far_kw: float = Field(0.0, ge=0, description="peak import already set this billing period [kW]")
-    demand_margin_kw: PriceSeries = Field(0.0, description="per step or one value: room for load the forecast "
-                                          "missed; storage raising the import above demand_peak_so_far_kw minus it "
-                                          "pays the demand charge (docs/dispatch.md) [kW]")
+    demand_threshold_kw: float | None = Field(None, ge=0, description="expected peak of the billing period: "
+                                              "storage raising the import above it minus demand_margin_kw pays the "
+                                              "demand charge (docs/dispatch.md); null: no such term [kW]")
+    demand_margin_kw: PriceSeries = Field(0.0, description="per step or one value: room below demand_threshold_kw "
+                                          "for load the forecast missed [kW]")
     carbon_price_cny_per_t: float = Field(0.0, ge=0, description="carbon shadow price on imports [CNY/tCO2]")
     grid_factor_t_per_kwh: float = Field(0.0, ge=0, description="grid emission factor [tCO2/kWh]")
 

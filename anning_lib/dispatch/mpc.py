@@ -7,7 +7,9 @@ One MPC step (:func:`mpc_step`), triggered by the clock:
 2. forecast the horizon (mean of the last weeks' same weekday and time; yesterday's with under two weeks);
 3. optimise (:func:`anning_lib.dispatch.optimize.optimize`, with a time limit); if the solver fails, runs out of
    time or finds the case infeasible, fall back to the rule (:mod:`anning_lib.dispatch.rule`) and say so;
-4. store each plan and send its first step through the executor; log the trigger-to-verified-setpoint latency.
+4. store each plan and send its first step through the executor; log the trigger-to-verified-setpoint latency;
+5. hand the demand thresholds and setpoints to the peak guard (:mod:`anning_lib.dispatch.guard`), which holds the
+   import at the threshold between two plans.
 
 Steps 1-3 are synchronous library calls run in a worker thread, so the gateway keeps ingesting meanwhile.
 """
@@ -25,6 +27,7 @@ from sqlalchemy.engine import Engine
 
 from anning_lib.dispatch.case import DispatchCase
 from anning_lib.dispatch.executor import CommandResult, execute, save_schedule
+from anning_lib.dispatch.guard import GuardState
 from anning_lib.dispatch.optimize import optimize
 from anning_lib.dispatch.rule import rule_schedule
 from anning_lib.dispatch.schedule import Schedule
@@ -67,10 +70,11 @@ def plan_site(engine: Engine, site: Site, now: pd.Timestamp, cfg: MpcConfig,
         raise DispatchError(f"site {site.connection}: no history of {', '.join(site.gross_tags)} before {origin}")
     soc = latest(engine, [f"{d.id}.soc_frac" for d in site.storages], now)
     load, sun = forecast_next(gross, index), forecast_next(pv, index)
-    peak = max(month_peak_kw(engine, site, now, cfg.tz), expected_peak_kw(gross - pv.reindex(gross.index).fillna(0)))
+    peak = month_peak_kw(engine, site, now, cfg.tz)
+    threshold = max(peak, expected_peak_kw(gross - pv.reindex(gross.index).fillna(0.0)))
     case = site_case(site, index, load["p50"].to_numpy(), sun["p50"].to_numpy(),
                      {k.split(".")[0]: v for k, v in soc.items()}, peak, other_storage_kw=other_storage_kw,
-                     demand_margin_kw=demand_margin_kw(load))
+                     threshold_kw=threshold, demand_margin_kw=demand_margin_kw(load))
     try:
         return SitePlan(site, case, optimize(case, time_limit_s=cfg.time_limit_s))
     except DispatchError as err:   # infeasible or solver failure: the rule keeps the storages safe
@@ -91,7 +95,7 @@ def plan_all(engine: Engine, sites: list[Site], now: pd.Timestamp, cfg: MpcConfi
 
 async def mpc_step(engine: Engine, park: Park, sites: list[Site], adapter_for: Callable[[str], object],
                    cfg: MpcConfig = MpcConfig(), now: pd.Timestamp | None = None,
-                   say: Callable[[str], None] = lambda _m: None) -> list[SitePlan]:
+                   say: Callable[[str], None] = lambda _m: None, guard: GuardState | None = None) -> list[SitePlan]:
     """One MPC step (module docstring); returns the plans with their command outcomes."""
     trigger = time.perf_counter()
     now = pd.Timestamp.now(tz="UTC") if now is None else now
@@ -101,6 +105,8 @@ async def mpc_step(engine: Engine, park: Park, sites: list[Site], adapter_for: C
         sid = save_schedule(engine, plan.schedule, plan.site.connection, "advisory" if advisory else "executed")
         plan.commands = await execute(engine, park, adapter_for, plan.schedule.setpoints_kw(0), schedule_id=sid,
                                       due_at=plan.case.index()[0].to_pydatetime(), trigger_s=trigger)
+    if guard is not None:
+        guard.update_from(plans)
     say(summary(plans, time.perf_counter() - trigger))
     return plans
 
@@ -119,15 +125,16 @@ def summary(plans: list[SitePlan], elapsed_s: float) -> str:
 
 async def run_mpc(engine: Engine, park: Park, sites: list[Site], adapter_for: Callable[[str], object],
                   stop: asyncio.Event, cfg: MpcConfig = MpcConfig(), say: Callable[[str], None] = print,
-                  first_after_s: float = 0.0) -> None:
-    """Run :func:`mpc_step` every ``cfg.interval_s`` until ``stop``; a failing step is logged, the loop goes on."""
+                  first_after_s: float = 0.0, guard: GuardState | None = None) -> None:
+    """Run :func:`mpc_step` every ``cfg.interval_s`` until ``stop``; a failing step is logged, the loop goes on.
+    With ``guard``, each step hands its thresholds and setpoints to the peak guard (:mod:`.guard`)."""
     from anning_lib.aio import wait_or_stop
 
     if await wait_or_stop(stop, first_after_s):
         return
     while not stop.is_set():
         try:
-            await mpc_step(engine, park, sites, adapter_for, cfg, say=say)
+            await mpc_step(engine, park, sites, adapter_for, cfg, say=say, guard=guard)
         except DispatchError as err:
             say(f"dispatch: step skipped: {err}")
         except Exception as err:  # noqa: BLE001 - the loop must outlive one bad step; the next one retries

@@ -14,13 +14,14 @@ For one billing connection over steps t = 1..T of length dt [h], storages s, all
          e_st = e_s,t-1 + dt * (eta_c,s * c_st - d_st / eta_d,s),  e_s0 given     (energy)
          e_min,s <= e_st <= e_max,s,  e_sT >= e_final,s,  c_st, d_st <= P_s      (storage)
          peak >= imp_t,  peak >= peak_so_far                                     (demand)
-         over >= imp_t - cap_t,  cap_t = max(peak_so_far - margin_t, net_t)      (demand margin)
+         over >= imp_t - cap_t,  cap_t = max(threshold - margin_t, net_t)        (demand threshold)
 
-The margin (``tariff.demand_margin_kw``, 0 by default: no such term) keeps room for load the forecast may have
-missed. A noisy load (an EAF's heats) sets the month's peak in a quarter-hour no forecast sees; storage charging
-into such a quarter-hour sets a new peak. With a margin, raising the import above ``peak_so_far - margin_t`` (or
-above the forecast load alone where that is higher) costs the demand charge as if it set a new peak. ``over`` is a
-planning penalty only; the reported demand cost is the charge on the schedule's actual peak.
+The threshold term (``tariff.demand_threshold_kw``, none by default) is for noisy loads. An EAF's heats set the
+month's peak in a quarter-hour no forecast sees, and storage charging into such a quarter-hour sets a new peak.
+With a threshold (the MPC uses a high quantile of the recent load) and a margin (the forecast's spread), raising
+the import above ``threshold - margin_t`` (or above the forecast load alone where that is higher) costs the demand
+charge as if it set a new peak. ``over`` is a planning penalty only: the reported demand cost is the charge on the
+schedule's actual peak.
 
 Simultaneous charge and discharge: it wastes energy, so the LP has no reason to do it unless wasting energy has
 a value (a negative price) or costs nothing (zero degradation cost with surplus PV, where it ties with
@@ -171,7 +172,8 @@ def set_parameters(m: DispatchModel, case: DispatchCase) -> None:
     m.demand_charge.value, m.peak_so_far.value = t.demand_charge_cny_per_kw, t.demand_peak_so_far_kw
     margin = case.series("demand_margin")
     net = case.series("load_kw") - case.series("pv_kw")
-    m.cap.value = np.where(margin > 0, np.maximum(t.demand_peak_so_far_kw - margin, net), 1e12)
+    m.cap.value = (np.full(m.n, 1e12) if t.demand_threshold_kw is None
+                   else np.maximum(t.demand_threshold_kw - margin, net))
     m.import_limit.value, m.export_limit.value = g.import_limit_kw, g.export_limit_kw
     st = case.storage or []
     col = (lambda f: np.array([[f(x)] for x in st], dtype=float)) if st else (lambda f: np.zeros((1, 1)))

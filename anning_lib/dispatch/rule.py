@@ -7,7 +7,8 @@ Per step, storages in case order:
 
 - if the net load (load - PV) exceeds the import limit, discharge to bring the import down to it (peak guard);
 - in a *low* step (price within the lowest quarter of the horizon's price range) charge at full power, as far as
-  the energy bound and the import limit allow;
+  the energy bound and the import limit allow and, when there is a demand charge, without raising the import
+  above the highest load of the horizon (or the billing period's peak so far): charging must not set a new peak;
 - in a *high* step (price within the highest quarter) discharge at full power, as far as the energy bound and the
   remaining net load allow (no export unless the case allows export);
 - otherwise idle. The terminal state of charge is not enforced.
@@ -35,6 +36,10 @@ def rule_schedule(case: DispatchCase, reason: str = "") -> Schedule:
     n, dt = case.n_steps, case.dt_h
     net = case.series("load_kw") - case.series("pv_kw")
     low, high = price_classes(case.series("import_price"))
+    cap = case.grid.import_limit_kw
+    if case.tariff.demand_charge_cny_per_kw > 0:
+        cap = min(cap, max(float(np.max(net)), case.tariff.demand_peak_so_far_kw,
+                           case.tariff.demand_threshold_kw or 0.0))
     s_count = len(case.storage)
     c, d = np.zeros((s_count, n)), np.zeros((s_count, n))
     energy = np.array([s.soc_initial_frac * s.energy_kwh for s in case.storage])
@@ -49,7 +54,7 @@ def rule_schedule(case: DispatchCase, reason: str = "") -> Schedule:
             elif high[t]:
                 p_dis = min(s.power_kw, avail_kw, max(0.0, residual + case.grid.export_limit_kw))
             elif low[t]:
-                p_chg = min(s.power_kw, room_kw, max(0.0, case.grid.import_limit_kw - residual))
+                p_chg = min(s.power_kw, room_kw, max(0.0, cap - residual))
             c[k, t], d[k, t] = p_chg, p_dis
             energy[k] += dt * (s.eta_charge * p_chg - p_dis / s.eta_discharge)
             residual += p_chg - p_dis

@@ -119,9 +119,9 @@ def demand_margin_kw(load: pd.DataFrame, k: float = 2.0) -> np.ndarray:
 def expected_peak_kw(net_history_kw: pd.Series, q: float = 0.99) -> float:
     """The demand threshold: the ``q`` quantile of the recent uncontrolled net load [kW] (pure).
 
-    A noisy load (EAF heats) sets a month's peak in a quarter-hour no forecast sees, so the MPC does not chase
-    forecast peaks: it treats this threshold as the peak so far (charging below it costs no demand charge) and
-    the peak guard (:func:`anning_lib.dispatch.backtest.guard_setpoints`) discharges to hold the import at it.
+    A noisy load (EAF heats) sets a month's peak in a quarter-hour no forecast sees. The MPC lets storage raise
+    the import only up to this threshold less a margin (``tariff.demand_threshold_kw`` of the case), and the peak
+    guard (:mod:`anning_lib.dispatch.guard`) discharges to hold the import at it.
     q = 0.99 saved the most in a June backtest of the park (0.95: 80 k, 0.97: 113 k, 0.99: 116 k, 0.995: 77 k,
     1.0: -36 k CNY in the month); see docs/dispatch.md.
     """
@@ -145,8 +145,8 @@ def month_peak_kw(engine: Engine, site: Site, now: pd.Timestamp, tz: str = "Asia
 
 def site_case(site: Site, index: pd.DatetimeIndex, gross_kw: np.ndarray, pv_kw: np.ndarray,
               soc_frac: dict[str, float], peak_so_far_kw: float, *, degradation_cny_per_kwh: float = 0.05,
-              other_storage_kw: np.ndarray | None = None, demand_margin_kw: np.ndarray | float = 0.0
-              ) -> DispatchCase:
+              other_storage_kw: np.ndarray | None = None, threshold_kw: float | None = None,
+              demand_margin_kw: np.ndarray | float = 0.0) -> DispatchCase:
     """The dispatch case of a site over ``index`` (pure).
 
     Parameters
@@ -162,8 +162,10 @@ def site_case(site: Site, index: pd.DatetimeIndex, gross_kw: np.ndarray, pv_kw: 
         per kWh cycled, half charged to each direction.
     other_storage_kw : ndarray, optional
         planned power of storages behind sub-sites (> 0 discharges), which lowers this site's load [kW].
+    threshold_kw : float, optional
+        demand threshold (:func:`expected_peak_kw`) [kW].
     demand_margin_kw : ndarray or float
-        load uncertainty kept free below the billed peak (forecast P90 - P50) [kW].
+        room kept below the threshold for load the forecast missed (:func:`demand_margin_kw`) [kW].
     """
     p = prices(site.tariff, site.bands, site.multipliers, index)
     load = np.asarray(gross_kw, float) - (0.0 if other_storage_kw is None else np.asarray(other_storage_kw, float))
@@ -184,6 +186,7 @@ def site_case(site: Site, index: pd.DatetimeIndex, gross_kw: np.ndarray, pv_kw: 
                    "export_price_cny_per_kwh": t.export_price_cny_per_kwh,
                    "demand_charge_cny_per_kw": t.demand_charge_cny_per_kw_month,
                    "demand_peak_so_far_kw": peak_so_far_kw,
+                   "demand_threshold_kw": threshold_kw,
                    "demand_margin_kw": np.maximum(np.broadcast_to(demand_margin_kw, len(index)), 0.0).tolist(),
                    "carbon_price_cny_per_t": t.carbon_shadow_price_cny_per_t,
                    "grid_factor_t_per_kwh": t.grid_factor_t_per_kwh},

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import math
+import time
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -155,6 +156,12 @@ class Gateway:
             rows.append(r)
         with self.engine.begin() as conn:
             upsert(conn, TABLES["ingest_health"], rows, ["source"])
+
+    def live_value(self, tag: str, max_age_s: float = 60.0) -> float | None:
+        """The newest accepted reading of ``tag`` [its unit] if received in the last ``max_age_s`` [s], else None
+        (for the peak guard and dashboards: a stale reading must not drive control)."""
+        s = self.intake.last.get(tag)
+        return None if s is None or time.time() - s.recv_s > max_age_s else s.value
 
     def adapter_for(self, tag: str):
         """The adapter whose map holds ``tag`` (for the control path), or None."""
