@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from anning_lib.park import load_park
-from anning_lib.store import count_rows, make_engine, read_enterprise, read_series
+from anning_lib.store import count_rows, read_enterprise, read_series
 
 ROOT = Path(__file__).resolve().parent.parent
 ANNING = str(Path(sys.executable).with_name("anning"))

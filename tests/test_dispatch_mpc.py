@@ -127,7 +127,8 @@ def test_peak_guard_raises_the_setpoint_by_the_excess_and_returns_to_the_plan(en
             await mpc_step(engine, PARK, SITES, adapter_for, MpcConfig(), now=now, guard=state)
             plan, threshold = state.planned_kw["E10-BESS"], state.threshold_kw["E10"]
             readings = {"E10-MM.p_kw": threshold + 1_500.0, "E10-BESS.p_kw": plan, "E10-BESS.soc_frac": 0.5,
-                        "GRID.p_kw": state.threshold_kw["park"] - 5_000.0, "SES.p_kw": 0.0, "SES.soc_frac": 0.5}
+                        "GRID.p_kw": state.threshold_kw["park"] - 5_000.0, "SES.p_kw": state.planned_kw["SES"],
+                        "SES.soc_frac": 0.5}       # the park meter 5 MW under its threshold with SES on plan
             first = await guard_tick(engine, PARK, SITES, state, readings.get, adapter_for)
             readings["E10-MM.p_kw"] = threshold - 1_000.0        # the excess is gone
             second = await guard_tick(engine, PARK, SITES, state, readings.get, adapter_for)

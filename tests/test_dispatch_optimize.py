@@ -165,8 +165,8 @@ def test_cross_check_against_scipy_linprog():
     x = c.storage[0]
     n, dt = c.n_steps, c.dt_h
     load, pv, price = np.array(c.load_kw), np.array(c.pv_kw), np.array(c.tariff.import_price_cny_per_kwh)
-    # variables: imp[n], curt[n], ch[n], dis[n], peak
-    nv = 4 * n + 1
+    # variables (4 n + 1): imp[n], curt[n], ch[n], dis[n], peak
+
     cost = np.concatenate([price * dt, np.zeros(n), np.full(n, 0.02 * dt), np.full(n, 0.02 * dt), [1.2]])
     eye = np.eye(n)
     a_eq = np.hstack([eye, -eye, -eye, eye, np.zeros((n, 1))])     # imp - curt - ch + dis = load - pv

@@ -1,4 +1,4 @@
-"""Demand response / virtual power plant (anning_lib.dispatch.vpp); expected values are worked by hand below."""
+"""Demand response / virtual power plant (anning_lib.dispatch.vpp, .drbaseline); expected values worked by hand."""
 
 from __future__ import annotations
 
@@ -11,16 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from anning_lib.dispatch.vpp import (
-    DrEvent,
-    FlexResource,
-    allocate,
-    customer_baseline,
-    delivered_reduction,
-    flexibility,
-    resources_from_park,
-    settle,
-)
+from anning_lib.dispatch.drbaseline import customer_baseline, delivered_reduction, settle
+from anning_lib.dispatch.vpp import DrEvent, FlexResource, allocate, flexibility, resources_from_park
 from anning_lib.errors import DispatchError, InfeasibleError, ParkModelError
 from anning_lib.park import load_park, parse_park
 

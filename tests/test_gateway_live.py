@@ -5,7 +5,6 @@ and a storage setpoint written over Modbus reaching the simulated storage and co
 from __future__ import annotations
 
 import asyncio
-from datetime import date
 
 import pandas as pd
 import pytest

@@ -13,10 +13,12 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from anning_lib.cli.dr import dr_app
 from anning_lib.config import get_settings
 from anning_lib.errors import InfeasibleError
 
 dispatch_app = typer.Typer(no_args_is_help=True, help="Storage dispatch, MPC and demand response.")
+dispatch_app.add_typer(dr_app, name="dr")
 
 
 def _say(msg: str) -> None:

@@ -4,10 +4,11 @@ Four strategies are billed month by month on the *actual* load and PV, with the 
 month's demand charge on its peak 15-minute import, degradation):
 
 - ``baseline``: no storage;
-- ``rule``: the rule fallback (:mod:`anning_lib.dispatch.rule`);
+- ``rule``: the rule fallback (:mod:`anning_lib.dispatch.rule`) replayed like the MPC, on the same forecasts;
 - ``mpc``: every ``replan_steps`` the optimiser plans the next day from *forecasts* (the MPC's own forecaster,
   :func:`anning_lib.dispatch.sites.forecast_next`, fed only with the history before the origin) and the storage
-  follows the plan's first steps on the actual load;
+  follows the plan's first steps on the actual load, with the peak guard (:mod:`anning_lib.dispatch.guard`)
+  holding the import at the demand threshold;
 - ``perfect``: one optimisation per month on the actual load and PV (perfect foresight: the upper bound).
 
 The *capture ratio* is ``(baseline - mpc) / (baseline - perfect)``: the share of the perfect-foresight savings
@@ -22,11 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from anning_lib.dispatch.case import DispatchCase
 from anning_lib.dispatch.guard import guard_setpoints
 from anning_lib.dispatch.optimize import optimize
 from anning_lib.dispatch.rule import rule_schedule
 from anning_lib.dispatch.schedule import cost_split
-from anning_lib.dispatch.sites import Site, demand_margin_kw, expected_peak_kw, forecast_next, site_case
+from anning_lib.dispatch.sites import Site, expected_peak_kw, forecast_next, site_case
 from anning_lib.errors import DispatchError
 from anning_lib.sim.storage import simulate_bess
 
@@ -58,14 +60,20 @@ class BacktestResult:
         return s["mpc"] / s["perfect"] if s["perfect"] > 0 else float("nan")
 
 
-def _month_case(site: Site, gross: pd.Series, pv: pd.Series, soc: dict[str, float]):
-    return site_case(site, gross.index, gross.to_numpy(), pv.to_numpy(), soc, 0.0)
+def bill(case: DispatchCase, site: Site, flows: pd.DataFrame) -> dict:
+    """The cost split of replayed storage ``flows`` on the actual ``case`` (its load, PV and tariff) [CNY]."""
+    f = flows.reindex(case.index())
+    c = np.array([np.maximum(-f[f"{d.id}.p_kw"].to_numpy(), 0.0) for d in site.storages])
+    d = np.array([np.maximum(f[f"{d.id}.p_kw"].to_numpy(), 0.0) for d in site.storages])
+    net = np.array(case.load_kw) - np.array(case.pv_kw) + c.sum(axis=0) - d.sum(axis=0)
+    return cost_split(case, np.maximum(net, 0.0), np.zeros(len(net)), c, d)
 
 
-def mpc_flows(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, *, replan_steps: int = 4,
-              horizon_steps: int = 96, history_days: int = 28, guard: bool = True,
-              progress: Callable[[int, int], None] = lambda _i, _n: None) -> tuple[pd.DataFrame, dict]:
-    """Replay the MPC from ``start`` on the actual ``gross`` and ``pv`` [kW] (15-minute, local time).
+def replay(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, *, strategy: str = "mpc",
+           replan_steps: int = 4, horizon_steps: int = 96, history_days: int = 28, guard: bool = True,
+           progress: Callable[[int, int], None] = lambda _i, _n: None) -> tuple[pd.DataFrame, dict]:
+    """Replay the MPC (``strategy="mpc"``) or the rule on forecasts (``"rule"``) from ``start`` on the actual
+    ``gross`` and ``pv`` [kW] (15-minute, local time), both with the peak guard unless ``guard=False``.
 
     Returns
     -------
@@ -92,14 +100,17 @@ def mpc_flows(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, 
         threshold = max(peak, expected_peak_kw(gross.iloc[lo:k] - pv.iloc[lo:k]))
         load, sun = forecast_next(gross.iloc[lo:k], idx), forecast_next(pv.iloc[lo:k], idx)
         case = site_case(site, idx, load["p50"].to_numpy(), sun["p50"].to_numpy(), soc, peak,
-                         threshold_kw=threshold, demand_margin_kw=demand_margin_kw(load))
-        try:
-            plan = optimize(case, time_limit_s=5.0)
-            stats["solve_s"].append(plan.detail["solve_s"])
-        except DispatchError:
+                         threshold_kw=threshold)
+        if strategy == "rule":
             plan = rule_schedule(case)
-            stats["n_fallbacks"] += 1
-        stats["n_solves"] += 1
+        else:
+            try:
+                plan = optimize(case, time_limit_s=5.0)
+                stats["solve_s"].append(plan.detail["solve_s"])
+            except DispatchError:
+                plan = rule_schedule(case)
+                stats["n_fallbacks"] += 1
+            stats["n_solves"] += 1
         steps = min(replan_steps, n - k)
         net = gross.iloc[k:k + steps].to_numpy() - pv.iloc[k:k + steps].to_numpy()
         for j in range(steps):     # the storages follow the plan, the peak guard on top (guard_setpoints)
@@ -119,20 +130,17 @@ def mpc_flows(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, 
 def run_backtest(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, *, replan_steps: int = 4,
                  guard: bool = True, progress: Callable[[int, int], None] = lambda _i, _n: None) -> BacktestResult:
     """Bill the four strategies month by month from ``start`` (module docstring)."""
-    flows, stats = mpc_flows(site, gross, pv, start, replan_steps=replan_steps, guard=guard, progress=progress)
-    rows, soc_perfect = {}, {d.id: d.p.soc_init_frac for d in site.storages}
+    opts = {"replan_steps": replan_steps, "guard": guard}
+    flows, stats = replay(site, gross, pv, start, strategy="mpc", progress=progress, **opts)
+    rule_flows, _ = replay(site, gross, pv, start, strategy="rule", **opts)
+    rows, soc0 = {}, {d.id: d.p.soc_init_frac for d in site.storages}
     later = gross[gross.index >= start]
     for month, g in later.groupby(later.index.tz_localize(None).to_period("M")):
-        case = _month_case(site, g, pv.reindex(g.index), soc_perfect)
+        case = site_case(site, g.index, g.to_numpy(), pv.reindex(g.index).to_numpy(), soc0, 0.0)
         perfect = optimize(case)
-        rule = rule_schedule(case)
-        f = flows.reindex(g.index)
-        c = np.array([np.maximum(-f[f"{d.id}.p_kw"].to_numpy(), 0) for d in site.storages])
-        d_ = np.array([np.maximum(f[f"{d.id}.p_kw"].to_numpy(), 0) for d in site.storages])
-        net = np.array(case.load_kw) - np.array(case.pv_kw) + c.sum(axis=0) - d_.sum(axis=0)
-        mpc = cost_split(case, np.maximum(net, 0.0), np.zeros(len(net)), c, d_)
         rows[str(month)] = {("baseline", k): v for k, v in perfect.baseline_cost_cny.items()} | {
-            ("rule", k): v for k, v in rule.cost_cny.items()} | {("mpc", k): v for k, v in mpc.items()} | {
+            ("rule", k): v for k, v in bill(case, site, rule_flows).items()} | {
+            ("mpc", k): v for k, v in bill(case, site, flows).items()} | {
             ("perfect", k): v for k, v in perfect.cost_cny.items()}
     monthly = pd.DataFrame.from_dict(rows, orient="index")
     monthly.columns = pd.MultiIndex.from_tuples(monthly.columns)

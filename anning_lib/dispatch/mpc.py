@@ -31,7 +31,7 @@ from anning_lib.dispatch.guard import GuardState
 from anning_lib.dispatch.optimize import optimize
 from anning_lib.dispatch.rule import rule_schedule
 from anning_lib.dispatch.schedule import Schedule
-from anning_lib.dispatch.sites import (Site, demand_margin_kw, expected_peak_kw, forecast_next, latest, month_peak_kw,
+from anning_lib.dispatch.sites import (Site, expected_peak_kw, forecast_next, latest, month_peak_kw,
                                        site_case, site_history)
 from anning_lib.errors import DispatchError
 from anning_lib.park.schema import Park
@@ -74,7 +74,7 @@ def plan_site(engine: Engine, site: Site, now: pd.Timestamp, cfg: MpcConfig,
     threshold = max(peak, expected_peak_kw(gross - pv.reindex(gross.index).fillna(0.0)))
     case = site_case(site, index, load["p50"].to_numpy(), sun["p50"].to_numpy(),
                      {k.split(".")[0]: v for k, v in soc.items()}, peak, other_storage_kw=other_storage_kw,
-                     threshold_kw=threshold, demand_margin_kw=demand_margin_kw(load))
+                     threshold_kw=threshold)
     try:
         return SitePlan(site, case, optimize(case, time_limit_s=cfg.time_limit_s))
     except DispatchError as err:   # infeasible or solver failure: the rule keeps the storages safe

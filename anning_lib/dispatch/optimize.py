@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
-import pandas as pd
 
 from anning_lib.dispatch.case import DispatchCase
 from anning_lib.dispatch.schedule import Schedule, make_schedule
@@ -193,7 +192,7 @@ _BANNER_SHOWN = False
 
 
 @contextmanager
-def _stdout_to_stderr():
+def highs_banner_to_stderr():
     """HiGHS prints its banner on file descriptor 1 once per process; send it to standard error so that
     ``--json`` output stays pure. Only the first solve of a process is wrapped."""
     global _BANNER_SHOWN
@@ -216,7 +215,7 @@ def solve_model(m: DispatchModel, time_limit_s: float | None) -> tuple[str, floa
     """Solve with HiGHS; returns ``(status, seconds)``."""
     opts = {"time_limit": float(time_limit_s)} if time_limit_s else {}
     t0 = time.perf_counter()
-    with _stdout_to_stderr():
+    with highs_banner_to_stderr():
         try:
             m.problem.solve(solver=cp.HIGHS, **opts)
         except cp.error.SolverError as err:

@@ -108,22 +108,13 @@ def forecast_next(history: pd.Series, index: pd.DatetimeIndex, tau_steps: float 
     return out
 
 
-def demand_margin_kw(load: pd.DataFrame, k: float = 2.0) -> np.ndarray:
-    """Room kept below the billed peak for load the forecast missed: ``k (P90 - P50)`` [kW] (pure).
-
-    With roughly normal errors P90 - P50 is 1.28 sigma, so k = 2 keeps about 2.6 sigma (the 99.5th percentile).
-    """
-    return k * np.maximum((load["p90"] - load["p50"]).to_numpy(), 0.0)
-
-
-def expected_peak_kw(net_history_kw: pd.Series, q: float = 0.99) -> float:
+def expected_peak_kw(net_history_kw: pd.Series, q: float = 0.95) -> float:
     """The demand threshold: the ``q`` quantile of the recent uncontrolled net load [kW] (pure).
 
     A noisy load (EAF heats) sets a month's peak in a quarter-hour no forecast sees. The MPC lets storage raise
-    the import only up to this threshold less a margin (``tariff.demand_threshold_kw`` of the case), and the peak
-    guard (:mod:`anning_lib.dispatch.guard`) discharges to hold the import at it.
-    q = 0.99 saved the most in a June backtest of the park (0.95: 80 k, 0.97: 113 k, 0.99: 116 k, 0.995: 77 k,
-    1.0: -36 k CNY in the month); see docs/dispatch.md.
+    the import only up to this threshold (``tariff.demand_threshold_kw`` of its case) and the peak guard
+    (:mod:`anning_lib.dispatch.guard`) discharges to hold the import at it. q = 0.95 was chosen on a simulated
+    June of the park (docs/decisions.md #19); the year backtest (``make bench``) checks it on the other months.
     """
     return float(net_history_kw.quantile(q)) if len(net_history_kw) else 0.0
 
@@ -145,8 +136,7 @@ def month_peak_kw(engine: Engine, site: Site, now: pd.Timestamp, tz: str = "Asia
 
 def site_case(site: Site, index: pd.DatetimeIndex, gross_kw: np.ndarray, pv_kw: np.ndarray,
               soc_frac: dict[str, float], peak_so_far_kw: float, *, degradation_cny_per_kwh: float = 0.05,
-              other_storage_kw: np.ndarray | None = None, threshold_kw: float | None = None,
-              demand_margin_kw: np.ndarray | float = 0.0) -> DispatchCase:
+              other_storage_kw: np.ndarray | None = None, threshold_kw: float | None = None) -> DispatchCase:
     """The dispatch case of a site over ``index`` (pure).
 
     Parameters
@@ -164,8 +154,6 @@ def site_case(site: Site, index: pd.DatetimeIndex, gross_kw: np.ndarray, pv_kw: 
         planned power of storages behind sub-sites (> 0 discharges), which lowers this site's load [kW].
     threshold_kw : float, optional
         demand threshold (:func:`expected_peak_kw`) [kW].
-    demand_margin_kw : ndarray or float
-        room kept below the threshold for load the forecast missed (:func:`demand_margin_kw`) [kW].
     """
     p = prices(site.tariff, site.bands, site.multipliers, index)
     load = np.asarray(gross_kw, float) - (0.0 if other_storage_kw is None else np.asarray(other_storage_kw, float))
@@ -187,7 +175,6 @@ def site_case(site: Site, index: pd.DatetimeIndex, gross_kw: np.ndarray, pv_kw: 
                    "demand_charge_cny_per_kw": t.demand_charge_cny_per_kw_month,
                    "demand_peak_so_far_kw": peak_so_far_kw,
                    "demand_threshold_kw": threshold_kw,
-                   "demand_margin_kw": np.maximum(np.broadcast_to(demand_margin_kw, len(index)), 0.0).tolist(),
                    "carbon_price_cny_per_t": t.carbon_shadow_price_cny_per_t,
                    "grid_factor_t_per_kwh": t.grid_factor_t_per_kwh},
         "grid": {"import_limit_kw": site.import_limit_kw, "export_limit_kw": t.export_limit_kw},

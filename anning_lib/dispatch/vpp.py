@@ -1,10 +1,11 @@
-"""Demand response and the park's virtual power plant (需求响应 / 虚拟电厂).
+"""Demand response and the park's virtual power plant (需求响应 / 虚拟电厂): resources, flexibility, allocation.
 
 Storage and the loads declared with ``params.flex`` in the park model are aggregated into up capacity (less grid
 import) and down capacity (more import) per interval; a demand-response event (target, window, price) is split
-across them by a linear programme (HiGHS); afterwards a customer baseline gives the delivered reduction and a
-settlement per enterprise. A *reduction* is positive when the park imports less than its baseline; storage
-``p_kw > 0`` discharges (``docs/glossary.md``). Pure functions, no I/O; user guide ``docs/demand_response.md``.
+across them by a linear programme (HiGHS). The customer baseline, delivered reduction and settlement after the
+event are :mod:`anning_lib.dispatch.drbaseline`. A *reduction* is positive when the park imports less than its
+baseline; storage ``p_kw > 0`` discharges (``docs/glossary.md``). Pure functions, no I/O; user guide
+``docs/demand_response.md``.
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from datetime import date, time, timedelta
 
 import cvxpy as cp
 import numpy as np
 import pandas as pd
 
+from anning_lib.dispatch.optimize import highs_banner_to_stderr
 from anning_lib.errors import DispatchError, InfeasibleError
-from anning_lib.sim.loads import is_workday
 
 PARK = "park"
 """``enterprise_id`` of park-level resources (the shared storage station)."""
@@ -379,6 +379,19 @@ def allocate(event: DrEvent, resources: list[FlexResource], index: pd.DatetimeIn
         t = short[np.argmin(avail[short])]
         raise InfeasibleError(f"event.target_kw: {target:g} kW asked, at most {avail[t]:.6g} kW available in "
                               f"interval {win[t].isoformat()}")
+    c = np.array([res.cost_cny_per_kwh + (value / res.eta_discharge if res.kind == "storage" else 0.0)
+                  for res in active])
+    kw = pd.DataFrame(_solve(active, U, c, dt_h, target).T, index=win, columns=[res.id for res in active])
+    summary, by_ent = _summaries(active, kw, c, dt_h)
+    total_cost = float(summary["cost_cny"].sum())
+    revenue = event.price_cny_per_kwh * float(summary["energy_kwh"].sum())
+    return Allocation(event, kw, summary, by_ent, excluded, _notes(active, kw, dt_h), total_cost, revenue,
+                      revenue - total_cost, dt_h)
+
+
+def _solve(active: list[FlexResource], U: np.ndarray, c: np.ndarray, dt_h: float, target: float) -> np.ndarray:
+    """The LP of :func:`allocate`: reductions ``r[i, t]`` [kW] (HiGHS's banner goes to standard error)."""
+    n, T = U.shape
     r = cp.Variable((n, T), nonneg=True)
     cons = [r <= U]
     for i, res in enumerate(active):
@@ -386,19 +399,24 @@ def allocate(event: DrEvent, resources: list[FlexResource], index: pd.DatetimeIn
             cons.append(cp.sum(r[i]) * dt_h <= res.deliverable_kwh())
         elif math.isfinite(res.max_duration_h):
             cons.append(cp.sum(r[i]) * dt_h <= res.up_kw * res.max_duration_h)
-    c = np.array([res.cost_cny_per_kwh + (value / res.eta_discharge if res.kind == "storage" else 0.0)
-                  for res in active])
     cost = dt_h * cp.sum(c @ r)
     if T > 1:
         cost = cost + RAMP_TIE_BREAK_CNY_PER_KW * cp.sum(cp.abs(cp.diff(r, axis=1)))
     prob = cp.Problem(cp.Minimize(cost), cons + [cp.sum(r, axis=0) == target])
-    prob.solve(solver=cp.HIGHS)
+    with highs_banner_to_stderr():
+        prob.solve(solver=cp.HIGHS)
     if prob.status != cp.OPTIMAL:
         z = cp.Variable()
-        cp.Problem(cp.Maximize(z), cons + [cp.sum(r, axis=0) >= z]).solve(solver=cp.HIGHS)
+        with highs_banner_to_stderr():
+            cp.Problem(cp.Maximize(z), cons + [cp.sum(r, axis=0) >= z]).solve(solver=cp.HIGHS)
         raise InfeasibleError(f"event.target_kw: {target:g} kW asked, at most {float(z.value):.6g} kW can be held "
                               "through the whole window (storage energy, max_duration_h)")
-    kw = pd.DataFrame(np.clip(r.value, 0.0, None).T, index=win, columns=[res.id for res in active])
+    return np.clip(r.value, 0.0, None)
+
+
+def _summaries(active: list[FlexResource], kw: pd.DataFrame, c: np.ndarray,
+               dt_h: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Totals per resource and per enterprise of an allocation (see :class:`Allocation`)."""
     energy = kw.sum() * dt_h
     owner = [res.enterprise_id for res in active]
     summary = pd.DataFrame({"enterprise_id": owner, "kind": [res.kind for res in active],
@@ -408,6 +426,11 @@ def allocate(event: DrEvent, resources: list[FlexResource], index: pd.DatetimeIn
                            index=pd.Index(kw.columns, name="resource_id"))
     by_ent = summary.groupby("enterprise_id")[["energy_kwh", "cost_cny", "rebound_kwh"]].sum()
     by_ent["peak_kw"] = kw.T.groupby(np.array(owner)).sum().T.max()
+    return summary, by_ent
+
+
+def _notes(active: list[FlexResource], kw: pd.DataFrame, dt_h: float) -> tuple[str, ...]:
+    """Where the LP's relaxations show: reductions below ``min_reduction_kw``, longer than ``max_duration_h``."""
     notes = []
     for res in active:
         on = kw[res.id].to_numpy() > 1e-3
@@ -417,196 +440,4 @@ def allocate(event: DrEvent, resources: list[FlexResource], index: pd.DatetimeIn
         if res.kind != "storage" and on.sum() * dt_h > res.max_duration_h + 1e-9:
             notes.append(f"{res.id}: reduces over {on.sum() * dt_h:g} h, longer than its max_duration_h "
                          f"{res.max_duration_h:g} h, at lower power")
-    total_cost, revenue = float(summary["cost_cny"].sum()), event.price_cny_per_kwh * float(energy.sum())
-    return Allocation(event, kw, summary, by_ent, excluded, tuple(notes), total_cost, revenue,
-                      revenue - total_cost, dt_h)
-
-
-# ---------------------------------------------------------------------------------------------- baseline
-def _local_time(field: str, v) -> time:
-    try:
-        return v if isinstance(v, time) else time.fromisoformat(str(v))
-    except ValueError:
-        raise DispatchError(f"{field}: {v!r} is not a time of day such as '14:00'") from None
-
-
-def customer_baseline(history_kw: pd.Series, event_day: date, window: tuple, *, n_days: int = 10,
-                      select: str = "similar", exclude: frozenset[date] | set[date] = frozenset(),
-                      adjustment: str | None = None, adjustment_h: float = 2.0, adjustment_gap_h: float = 1.0,
-                      adjustment_cap_frac: float | None = None, lookback_days: int = 60,
-                      tz: str = "Asia/Shanghai") -> pd.Series:
-    """Customer baseline load (CBL): the mean of the ``n_days`` most recent like days, optionally adjusted.
-
-    Day matching ("N of N", e.g. "10 of 10"): going back from the day before ``event_day`` (at most
-    ``lookback_days``), keep the days of the event day's type — working or non-working in the Chinese calendar
-    with its holidays and weekends worked in lieu (:func:`anning_lib.sim.loads.is_workday`) — that are not in
-    ``exclude`` and have every interval of the window (and of the adjustment period) in ``history_kw``; average
-    the first ``n_days`` interval by interval. The additive same-day adjustment adds ``mean(event day) -
-    mean(those days)`` over the ``adjustment_h`` hours ending ``adjustment_gap_h`` before the window, at most
-    ``adjustment_cap_frac`` times the mean unadjusted baseline either way.
-
-    Parameters
-    ----------
-    history_kw : pandas.Series
-        Metered demand, tz-aware DatetimeIndex, interval means labelled at their start [kW].
-    event_day : datetime.date
-        The event's local day.
-    window : (datetime.time or str, datetime.time or str)
-        Local start and end of the event window on that day (``"14:00"``), end after start.
-    n_days, lookback_days : int
-        Like days averaged, and calendar days searched for them [d].
-    select : {"similar", "all"}
-        Days of the same type only, or every day.
-    exclude : set of datetime.date
-        Days never used (earlier event days, outages).
-    adjustment : {None, "additive"}
-        Same-day adjustment.
-    adjustment_h, adjustment_gap_h, adjustment_cap_frac : float
-        Length of the adjustment period and its gap before the window [h]; largest adjustment as a fraction
-        of the mean unadjusted baseline, None for no cap [-].
-    tz : str
-        Time zone of the days and the window.
-
-    Returns
-    -------
-    pandas.Series
-        ``baseline_kw`` on the window's interval starts of ``event_day``, local time [kW].
-
-    References
-    ----------
-    - PJM, Manual 11: Energy & Ancillary Services Market Operations, Customer Baseline Load (CBL) for economic
-      load response: like-day averages with a same-day additive adjustment.
-    - NAESB WEQ-015, Measurement and Verification of Wholesale Electricity Demand Response: Baseline Type-I
-      (interval-metered baseline from historical like days).
-    - EnerNOC, The Demand Response Baseline (white paper): averaging and day-matching baselines ("10 of 10")
-      and same-day adjustments.
-    """
-    n_days, lookback = int(_num("n_days", n_days, ge=1)), int(_num("lookback_days", lookback_days, ge=1))
-    if select not in ("similar", "all"):
-        raise DispatchError(f"select: {select!r} is not 'similar' or 'all'")
-    if adjustment not in (None, "additive"):
-        raise DispatchError(f"adjustment: {adjustment!r} is not None or 'additive'")
-    adj_h, gap_h = _num("adjustment_h", adjustment_h, gt=0), _num("adjustment_gap_h", adjustment_gap_h, ge=0)
-    if not isinstance(history_kw, pd.Series) or not isinstance(history_kw.index, pd.DatetimeIndex) \
-            or history_kw.index.tz is None:
-        raise DispatchError("history_kw: expected a Series on a tz-aware DatetimeIndex")
-    hist = pd.to_numeric(history_kw, errors="coerce").astype(float).dropna().sort_index()
-    hist = hist[~hist.index.duplicated()].tz_convert(tz)
-    if len(hist) < 2:
-        raise DispatchError(f"history_kw: {len(hist)} values, too few for a baseline")
-    step = pd.Series(hist.index[1:] - hist.index[:-1]).mode().iloc[0]
-    t0, t1 = _local_time("window[0]", window[0]), _local_time("window[1]", window[1])
-    if t1 <= t0:
-        raise DispatchError(f"window[1]: {t1.isoformat()} is not after window[0] {t0.isoformat()}")
-
-    def stamps(day: date, adjust: bool = False) -> pd.DatetimeIndex:
-        a, b = (pd.Timestamp.combine(day, t).tz_localize(tz) for t in (t0, t1))
-        if adjust:
-            a, b = a - pd.Timedelta(hours=gap_h + adj_h), a - pd.Timedelta(hours=gap_h)
-        return pd.date_range(a, b, freq=step, inclusive="left")
-
-    kind, rows, adj_rows = is_workday(event_day), [], []
-    for k in range(1, lookback + 1):
-        d = event_day - timedelta(days=k)
-        if d in exclude or (select == "similar" and is_workday(d) != kind):
-            continue
-        vals = hist.reindex(stamps(d)).to_numpy()
-        adj = hist.reindex(stamps(d, adjust=True)).to_numpy() if adjustment else np.zeros(0)
-        if not (np.isnan(vals).any() or np.isnan(adj).any()):
-            rows.append(vals), adj_rows.append(adj)
-        if len(rows) == n_days:
-            break
-    if len(rows) < n_days:
-        what = ("working" if kind else "non-working") if select == "similar" else "usable"
-        raise DispatchError(f"history_kw: only {len(rows)} complete {what} days in the {lookback} days before "
-                            f"{event_day.isoformat()}, n_days={n_days} needed")
-    base = np.mean(rows, axis=0)
-    if adjustment == "additive":
-        today = hist.reindex(stamps(event_day, adjust=True))
-        if today.isna().any():
-            raise DispatchError(f"history_kw: no value at {today.index[today.isna()][0].isoformat()}, needed "
-                                "for the same-day adjustment")
-        shift = float(today.mean() - np.mean(adj_rows))
-        if adjustment_cap_frac is not None:
-            cap = _num("adjustment_cap_frac", adjustment_cap_frac, ge=0) * abs(float(base.mean()))
-            shift = float(np.clip(shift, -cap, cap))
-        base = base + shift
-    return pd.Series(base, index=stamps(event_day), name="baseline_kw")
-
-
-def delivered_reduction(baseline_kw: pd.Series, measured_kw: pd.Series) -> pd.Series:
-    """Delivered reduction ``baseline - measured`` per interval of the baseline [kW]; negative if more was used.
-
-    Parameters
-    ----------
-    baseline_kw : pandas.Series
-        Baseline on the event intervals, tz-aware [kW].
-    measured_kw : pandas.Series
-        Metered demand with a value at every baseline stamp [kW].
-    """
-    base = _on(baseline_kw, getattr(baseline_kw, "index", None), "baseline_kw")
-    return pd.Series(base - _on(measured_kw, baseline_kw.index, "measured_kw"), index=baseline_kw.index,
-                     name="reduction_kw")
-
-
-def settle(event: DrEvent, allocation: Allocation, baseline_by_enterprise: Mapping[str, pd.Series],
-           measured_by_enterprise: Mapping[str, pd.Series], *, pay_cap_frac: float = 1.2,
-           min_performance_frac: float = 0.5, penalty_frac: float = 0.5) -> pd.DataFrame:
-    """Settlement of an event for each enterprise with an allocation, and a ``TOTAL`` row.
-
-    Rule (configurable ASSUMPTIONS, not checked against Yunnan's DR rules): ``performance_frac = delivered /
-    allocated``; at or above ``min_performance_frac`` the enterprise is paid ``price * min(max(delivered, 0),
-    pay_cap_frac * allocated)``; below it nothing is paid and it owes ``penalty_frac * price * (allocated -
-    max(delivered, 0))``; ``net_cny = payment_cny - penalty_cny``.
-
-    Parameters
-    ----------
-    event : DrEvent
-        The event; its ``event_id`` must be the allocation's.
-    allocation : Allocation
-        What each enterprise was asked for.
-    baseline_by_enterprise, measured_by_enterprise : mapping of str to pandas.Series
-        Baseline and metered grid import of each allocated enterprise on the window's intervals [kW] (park-level
-        storage, ``"park"``: baseline 0, measured ``-p_kw``).
-    pay_cap_frac, min_performance_frac, penalty_frac : float
-        Paid-energy cap as a multiple of the allocation, performance below which the penalty applies, and
-        penalty per kWh short as a fraction of the price [-].
-
-    Returns
-    -------
-    pandas.DataFrame
-        Index enterprise ids and ``TOTAL``; ``allocated_kwh, baseline_kwh, measured_kwh, delivered_kwh,
-        paid_kwh`` [kWh], ``performance_frac`` [-], ``payment_cny, penalty_cny, net_cny`` [CNY].
-    """
-    if event.event_id != allocation.event.event_id:
-        raise DispatchError(f"event.event_id: {event.event_id!r} is not the allocation's "
-                            f"{allocation.event.event_id!r}")
-    cap = _num("pay_cap_frac", pay_cap_frac, ge=1)
-    min_perf = _num("min_performance_frac", min_performance_frac, ge=0, le=1)
-    pen = _num("penalty_frac", penalty_frac, ge=0)
-    price, dt_h, win = event.price_cny_per_kwh, allocation.dt_h, allocation.kw.index
-    rows = {}
-    for eid, alloc_kwh in allocation.by_enterprise["energy_kwh"].items():
-        if alloc_kwh <= _TOL_KW:
-            continue
-        series = []
-        for name, given in (("baseline_by_enterprise", baseline_by_enterprise),
-                            ("measured_by_enterprise", measured_by_enterprise)):
-            if eid not in given:
-                raise DispatchError(f"{name}[{eid}]: missing; enterprise {eid} has {alloc_kwh:g} kWh allocated")
-            series.append(_on(given[eid], win, f"{name}[{eid}]"))
-        base, meas = series
-        rows[eid] = [alloc_kwh, base.sum() * dt_h, meas.sum() * dt_h, (base - meas).sum() * dt_h]
-    out = pd.DataFrame.from_dict(rows, orient="index", dtype=float,
-                                 columns=["allocated_kwh", "baseline_kwh", "measured_kwh", "delivered_kwh"])
-    out["performance_frac"] = out["delivered_kwh"] / out["allocated_kwh"]
-    ok, delivered = out["performance_frac"] >= min_perf, out["delivered_kwh"].clip(lower=0.0)
-    out["paid_kwh"] = np.where(ok, np.minimum(delivered, cap * out["allocated_kwh"]), 0.0)
-    out["payment_cny"] = price * out["paid_kwh"]
-    out["penalty_cny"] = np.where(ok, 0.0, pen * price * (out["allocated_kwh"] - delivered))
-    out["net_cny"] = out["payment_cny"] - out["penalty_cny"]
-    total = out.sum()
-    total["performance_frac"] = total["delivered_kwh"] / total["allocated_kwh"] if len(out) else math.nan
-    out.loc["TOTAL"] = total
-    out.index.name = "enterprise_id"
-    return out
+    return tuple(notes)
