@@ -48,6 +48,7 @@ def test_notebook_runs_and_is_committed_clean(path: Path, month_db, tmp_path, mo
                    for c in nb.cells for o in c.get("outputs", []))
     expected = {"carbon_accounting.ipynb": ("2026-10", "natural_gas", "electrode", "coke", "freight_rail",
                                             "green_contract"),   # every scope and source: meters and entered data
-                "forecast_study.ipynb": ("gradient_boosting", "seasonal_naive", "grid:park", "pv:PARK-PV")}
+                "forecast_study.ipynb": ("gradient_boosting", "seasonal_naive", "grid:park", "pv:PARK-PV"),
+                "dispatch_study.ipynb": ("optimal", "rule", "capture ratio", "E10")}
     for word in expected.get(path.name, ()):
         assert word in text, word

@@ -74,3 +74,82 @@ def tariff_cmd(connection: str = typer.Option("park", help="park or an enterpris
                f"CNY/kW-month; export limit {tariff.export_limit_kw:g} kW")
     for t, r in p.iterrows():
         typer.echo(f"  {t:%H:%M} {r.band:<6} {r.import_price_cny_per_kwh:.4f} CNY/kWh")
+
+
+def _site(name: str):
+    from anning_lib.dispatch.sites import sites_from_park
+    from anning_lib.errors import DispatchError
+    from anning_lib.park import load_park
+
+    s = get_settings()
+    park = load_park(s.park_path)
+    sites = sites_from_park(park, s.data_dir)
+    if name == "all":
+        return park, sites
+    chosen = [x for x in sites if x.connection == name]
+    if not chosen:
+        raise DispatchError(f"--site: no storage site {name!r} (sites: {', '.join(x.connection for x in sites)}, all)")
+    return park, chosen
+
+
+@dispatch_app.command("plan")
+def plan_cmd(site: str = typer.Option("all", help="park, an enterprise id with storage, or all"),
+             as_json: bool = typer.Option(False, "--json", help="print JSON only")):
+    """Plan the next day of each storage site from the store now, without writing any setpoint (what the MPC
+    would do)."""
+    from anning_lib.dispatch.mpc import MpcConfig, plan_all
+    from anning_lib.store.engine import make_engine
+
+    s = get_settings()
+    _park, sites = _site(site)
+    engine = make_engine(s.database_url)
+    plans = plan_all(engine, sites, pd.Timestamp.now(tz="UTC"),
+                     MpcConfig(time_limit_s=s.dispatch_time_limit_s, tz=s.timezone))
+    if as_json:
+        typer.echo(json.dumps([{"site": p.site.connection, "fallback": p.fallback, **p.schedule.to_dict()}
+                               for p in plans], indent=1))
+        return
+    for p in plans:
+        sp = ", ".join(f"{k} {v:+,.0f} kW" for k, v in p.schedule.setpoints_kw(0).items())
+        flag = f" FALLBACK ({p.fallback})" if p.fallback else ""
+        typer.echo(f"{p.site.connection}: {p.schedule.strategy}{flag}; now {sp}; the next day saves "
+                   f"{p.schedule.savings_cny:,.0f} CNY against no storage; demand threshold "
+                   f"{p.case.tariff.demand_threshold_kw or 0:,.0f} kW")
+
+
+@dispatch_app.command("backtest")
+def backtest_cmd(site: str = typer.Option("park", help="park or an enterprise id with storage"),
+                 start: str = typer.Option(..., help="first local day billed, YYYY-MM-DD (28 days of history before)"),
+                 end: str = typer.Option(None, help="day after the last billed (default: the store's last day)"),
+                 replan_steps: int = typer.Option(4, help="the MPC re-plans every N quarter-hours"),
+                 as_json: bool = typer.Option(False, "--json", help="print JSON only")):
+    """Bill no storage, the rule, the MPC on forecasts and perfect foresight month by month on the store's data."""
+    from anning_lib.dispatch.backtest import run_backtest
+    from anning_lib.dispatch.sites import site_history
+    from anning_lib.errors import DispatchError
+    from anning_lib.store.engine import make_engine
+    from anning_lib.store.timeseries import data_range
+
+    s = get_settings()
+    _park, (one,) = _site(site)
+    engine = make_engine(s.database_url)
+    try:
+        first = pd.Timestamp(start, tz=s.timezone)
+        last = pd.Timestamp(end, tz=s.timezone) if end else data_range(engine, s.timezone)[1].floor("D")
+    except (ValueError, TypeError) as err:
+        raise DispatchError(f"--start/--end: not a date: {err}") from None
+    gross, pv = site_history(engine, one, last, days=(last - first).days + 28, tz=s.timezone)
+    if gross.empty or gross.index[0] > first - pd.Timedelta(days=1):
+        raise DispatchError(f"--start: {start}: the store has no day of history before it")
+    r = run_backtest(one, gross, pv, first, replan_steps=replan_steps)
+    out = {"site": site, "start": start, "end": str(last.date()), "totals_cny": r.totals(),
+           "savings_cny": r.savings(), "capture_ratio": r.capture_ratio, "mpc_solves": r.n_solves,
+           "mpc_fallbacks": r.n_fallbacks,
+           "monthly_total_cny": r.monthly.xs("total", axis=1, level=1).round(2).to_dict(orient="index")}
+    if as_json:
+        typer.echo(json.dumps(out, indent=1))
+        return
+    typer.echo(r.monthly.xs("total", axis=1, level=1).round(0).to_string())
+    sav = r.savings()
+    typer.echo(f"savings against no storage: rule {sav['rule']:,.0f}, MPC {sav['mpc']:,.0f}, perfect foresight "
+               f"{sav['perfect']:,.0f} CNY; capture ratio {r.capture_ratio:.2f}")

@@ -33,7 +33,7 @@ from anning_lib.dispatch.rule import rule_schedule
 from anning_lib.dispatch.schedule import Schedule
 from anning_lib.dispatch.sites import (Site, expected_peak_kw, forecast_next, latest, month_peak_kw,
                                        site_case, site_history)
-from anning_lib.errors import DispatchError
+from anning_lib.errors import DispatchError, ForecastError
 from anning_lib.park.schema import Park
 
 
@@ -65,9 +65,10 @@ def plan_site(engine: Engine, site: Site, now: pd.Timestamp, cfg: MpcConfig,
     """Read, forecast and optimise one site (falls back to the rule on solver trouble)."""
     origin = now.tz_convert(cfg.tz).floor(cfg.step)
     index = pd.date_range(origin, periods=cfg.horizon_steps, freq=cfg.step)
-    gross, pv = site_history(engine, site, origin, cfg.history_days, cfg.tz)
-    if gross.empty:
-        raise DispatchError(f"site {site.connection}: no history of {', '.join(site.gross_tags)} before {origin}")
+    try:
+        gross, pv = site_history(engine, site, origin, cfg.history_days, cfg.tz)
+    except ForecastError as err:
+        raise DispatchError(f"site {site.connection}: cannot plan: {err}") from None
     soc = latest(engine, [f"{d.id}.soc_frac" for d in site.storages], now)
     load, sun = forecast_next(gross, index), forecast_next(pv, index)
     peak = month_peak_kw(engine, site, now, cfg.tz)

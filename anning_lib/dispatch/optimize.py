@@ -212,12 +212,16 @@ def highs_banner_to_stderr():
 
 
 def solve_model(m: DispatchModel, time_limit_s: float | None) -> tuple[str, float]:
-    """Solve with HiGHS; returns ``(status, seconds)``."""
+    """Solve with HiGHS; returns ``(status, seconds)``.
+
+    ``warm_start=False``: HiGHS started from the previous case's basis took 0.53 s instead of 0.05 s for a day
+    with 20 storages (bench/dispatch.py); the compiled problem is reused either way (DPP).
+    """
     opts = {"time_limit": float(time_limit_s)} if time_limit_s else {}
     t0 = time.perf_counter()
     with highs_banner_to_stderr():
         try:
-            m.problem.solve(solver=cp.HIGHS, **opts)
+            m.problem.solve(solver=cp.HIGHS, warm_start=False, **opts)
         except cp.error.SolverError as err:
             return f"solver_error: {err}", time.perf_counter() - t0
     return m.problem.status, time.perf_counter() - t0

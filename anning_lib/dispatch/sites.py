@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from anning_lib.dispatch.case import DispatchCase
 from anning_lib.dispatch.tariff import Tariff, prices, tariff_for
 from anning_lib.forecast.models import MeanOfWeekdays, Persistence
+from anning_lib.forecast.operate import regular_history
 from anning_lib.park.schema import Device, Park
 from anning_lib.store.timeseries import read_series, refresh_rollups
 
@@ -74,12 +75,18 @@ def sites_from_park(park: Park, data_dir: Path) -> list[Site]:
 
 def site_history(engine: Engine, site: Site, end: pd.Timestamp, days: int = 28,
                  tz: str = "Asia/Shanghai") -> tuple[pd.Series, pd.Series]:
-    """15-minute history of the site's gross load and PV before ``end`` [kW] (I/O)."""
+    """15-minute history of the site's gross load and PV before ``end`` [kW] (I/O).
+
+    A quarter-hour where any of the site's meters is missing is missing; gaps up to an hour are interpolated and
+    history before a longer gap is dropped (:func:`anning_lib.forecast.operate.regular_history`), which raises a
+    ForecastError naming the tag when the last hour has no data.
+    """
     tags = site.gross_tags
     start = end - pd.Timedelta(days=days)
     refresh_rollups(engine, end - pd.Timedelta(days=1), end, tags=tags)
     wide = read_series(engine, tags, start, end, resolution="15min", tz=tz)
-    gross = wide[tags].sum(axis=1, min_count=1).interpolate(limit=4, limit_area="inside").dropna()
+    gross = regular_history(wide[tags].sum(axis=1, min_count=len(tags)).rename(f"site {site.connection}"),
+                            pd.Timestamp(end).tz_convert(tz))
     pv_tags = [f"{d.id}.p_kw" for d in site.pv]
     pv = wide[pv_tags].sum(axis=1).reindex(gross.index).fillna(0.0) if pv_tags else gross * 0.0
     return gross.rename("gross_kw"), pv.rename("pv_kw")
@@ -100,6 +107,10 @@ def forecast_next(history: pd.Series, index: pd.DatetimeIndex, tau_steps: float 
     """
     days = len(history) / 96
     model = MeanOfWeekdays(k=min(4, int(days // 7))) if days >= 14 else Persistence()
+    step = pd.Timedelta("15min")
+    if index[0] > history.index[-1] + step:     # the newest quarter-hours are missing: forecast them too
+        full = pd.date_range(history.index[-1] + step, index[-1], freq=step)
+        return forecast_next(history, full, tau_steps).iloc[-len(index):].set_axis(index)
     out = model.predict(index, history)
     last = model.predict(history.index[-1:], history.iloc[:-1])["p50"].to_numpy()[0]
     error = float(history.iloc[-1] - last)
