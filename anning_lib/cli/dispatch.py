@@ -138,7 +138,7 @@ def backtest_cmd(site: str = typer.Option("park", help="park or an enterprise id
         last = pd.Timestamp(end, tz=s.timezone) if end else data_range(engine, s.timezone)[1].floor("D")
     except (ValueError, TypeError) as err:
         raise DispatchError(f"--start/--end: not a date: {err}") from None
-    gross, pv = site_history(engine, one, last, days=(last - first).days + 28, tz=s.timezone)
+    gross, pv = site_history(engine, one, last, days=(last - first).days + 28, tz=s.timezone, refresh_days=None)
     if gross.empty or gross.index[0] > first - pd.Timedelta(days=1):
         raise DispatchError(f"--start: {start}: the store has no day of history before it")
     r = run_backtest(one, gross, pv, first, replan_steps=replan_steps)

@@ -74,16 +74,18 @@ def sites_from_park(park: Park, data_dir: Path) -> list[Site]:
 
 
 def site_history(engine: Engine, site: Site, end: pd.Timestamp, days: int = 28,
-                 tz: str = "Asia/Shanghai") -> tuple[pd.Series, pd.Series]:
+                 tz: str = "Asia/Shanghai", refresh_days: int | None = 1) -> tuple[pd.Series, pd.Series]:
     """15-minute history of the site's gross load and PV before ``end`` [kW] (I/O).
 
     A quarter-hour where any of the site's meters is missing is missing; gaps up to an hour are interpolated and
     history before a longer gap is dropped (:func:`anning_lib.forecast.operate.regular_history`), which raises a
-    ForecastError naming the tag when the last hour has no data.
+    ForecastError naming the tag when the last hour has no data. The 15-minute rollups of the last
+    ``refresh_days`` are refreshed first (the MPC: one day, older ones are up to date), of the whole window when
+    None (a store loaded without rollups).
     """
     tags = site.gross_tags
     start = end - pd.Timedelta(days=days)
-    refresh_rollups(engine, end - pd.Timedelta(days=1), end, tags=tags)
+    refresh_rollups(engine, start if refresh_days is None else end - pd.Timedelta(days=refresh_days), end, tags=tags)
     wide = read_series(engine, tags, start, end, resolution="15min", tz=tz)
     gross = regular_history(wide[tags].sum(axis=1, min_count=len(tags)).rename(f"site {site.connection}"),
                             pd.Timestamp(end).tz_convert(tz))
