@@ -77,8 +77,8 @@ def solve_times(n_steps: int, n_storages: int, repeats: int = 5) -> tuple[float,
 def latency() -> list[tuple[str, str, float]]:
     """One MPC step against the simulator's Modbus server: (device, status, seconds from trigger)."""
     from anning_lib.dispatch.mpc import MpcConfig, mpc_step
-    from anning_lib.ingest.model import SourceHealth
     from anning_lib.ingest.modbus import ModbusPoller
+    from anning_lib.ingest.model import SourceHealth
     from anning_lib.ingest.pointmap import load_pointmaps
     from anning_lib.sim.live import LiveValues
     from anning_lib.sim.serve import SimServers

@@ -10,12 +10,13 @@ from datetime import date
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from conftest import REPO, free_port
 
 from anning_lib.dispatch.guard import GuardState, guard_tick
-from anning_lib.dispatch.mpc import MpcConfig, mpc_step, plan_site
+from anning_lib.dispatch.mpc import MpcConfig, mpc_step, plan_all, plan_site
 from anning_lib.dispatch.sites import sites_from_park
-from anning_lib.ingest.model import SourceHealth
 from anning_lib.ingest.modbus import ModbusPoller
+from anning_lib.ingest.model import SourceHealth
 from anning_lib.ingest.pointmap import load_pointmaps
 from anning_lib.park import load_park
 from anning_lib.sim import ParkSimulator, to_long
@@ -23,7 +24,6 @@ from anning_lib.sim.live import LiveValues
 from anning_lib.sim.serve import SimServers
 from anning_lib.store import init_db, write_measurements
 from anning_lib.store.timeseries import refresh_rollups
-from conftest import REPO, free_port
 
 PARK = load_park()
 MAPS = load_pointmaps(REPO / "ingest", PARK)
@@ -31,14 +31,17 @@ NOW = pd.Timestamp("2026-06-09T23:05:00Z")      # 07:05 in Anning, 10 June: the 
 SITES = sites_from_park(PARK, REPO / "data")
 
 
-def stored_park(engine, now: pd.Timestamp = NOW) -> LiveValues:
-    """Eight simulated days before 10 June and 10 June up to ``now`` in the store; the live park from then on."""
+def stored_park(engine, now: pd.Timestamp = NOW, outage: tuple[str, pd.Timestamp] | None = None) -> LiveValues:
+    """Eight simulated days before 10 June and 10 June up to ``now`` in the store; the live park from then on.
+    ``outage``: (tag, since) leaves that meter's readings from ``since`` on out of the store."""
     init_db(engine, PARK)
     sim = ParkSimulator(PARK, 7, REPO / "data")
+    keep = (lambda rows: rows) if outage is None else (
+        lambda rows: rows[~((rows["tag"] == outage[0]) & (rows["ts"] >= outage[1]))])
     for frame in sim.run(date(2026, 6, 2), date(2026, 6, 10), "15min"):
-        write_measurements(engine, to_long(frame))
+        write_measurements(engine, keep(to_long(frame)))
     live = LiveValues(sim, date(2026, 6, 10))
-    write_measurements(engine, live.history(now, "15min"))
+    write_measurements(engine, keep(live.history(now, "15min")))
     refresh_rollups(engine, pd.Timestamp("2026-06-02", tz="Asia/Shanghai"), now)
     return live
 
@@ -96,6 +99,16 @@ def test_mpc_step_writes_reads_back_and_the_storage_responds(engine, tmp_path):
         ("SES", "verified", "auto"), ("E10-BESS", "verified", "auto"),
         ("E05-BESS", "proposed", "advisory"), ("E12-BESS", "proposed", "advisory")}
     assert sorted(r.target for r in audit) == ["E10-BESS.p_set_kw", "SES.p_set_kw"]
+
+
+def test_a_site_without_recent_data_idles_and_the_others_are_planned(engine):
+    # E05's main meter silent for the last two hours: its gross load is unknown, so no plan: idle (0 kW)
+    stored_park(engine, outage=("E05-MM.p_kw", NOW - pd.Timedelta("2h")))
+    plans = {p.site.connection: p for p in plan_all(engine, SITES, NOW, MpcConfig())}
+    assert plans["E05"].schedule is None and "no plan" in plans["E05"].fallback and "E05-MM.p_kw" in \
+        plans["E05"].fallback
+    assert plans["E05"].setpoints_kw() == {"E05-BESS": 0.0}
+    assert all(plans[s].schedule is not None and plans[s].fallback is None for s in ("E10", "E12", "park"))
 
 
 def test_infeasible_site_falls_back_to_the_rule_and_says_so(engine):

@@ -10,7 +10,11 @@ import pytest
 from scipy.optimize import linprog
 
 from anning_lib.dispatch.case import parse_case, read_case
-from anning_lib.dispatch.optimize import (DispatchModel, add_storage_energy_constraints, optimize)
+from anning_lib.dispatch.optimize import (
+    DispatchModel,
+    add_storage_energy_constraints,
+    optimize,
+)
 from anning_lib.errors import CaseFileError, InfeasibleError
 
 
@@ -234,3 +238,30 @@ def test_case_file_errors(tmp_path):
                              "tariff": {"import_price_cny_per_kwh": 0.5}}), encoding="utf-8")
     with pytest.raises(CaseFileError, match="start: .* has no UTC offset"):
         read_case(p)
+
+
+def test_no_import_and_export_in_the_same_step():
+    # export at 0.8 above import at 0.5: an LP could buy 200 kW more and sell it back, earning 0.3 * 200 = 60 CNY.
+    # One meter cannot do both: the MILP exports the 50 kW PV surplus... there is none (load 100, PV 50), so it
+    # imports 50 kW and exports nothing: cost 0.5 * 50 = 25 CNY, the same as the baseline.
+    c = case([100], [0.5], [], grid={"export_limit_kw": 200.0},
+             tariff={"export_price_cny_per_kwh": 0.8}, pv_kw=[50.0])
+    s = optimize(c)
+    assert s.detail["exclusive"] == "milp"
+    assert s.frame["grid_import_kw"].iloc[0] == pytest.approx(50.0, abs=1e-4)
+    assert s.frame["grid_export_kw"].iloc[0] == pytest.approx(0.0, abs=1e-4)
+    assert s.cost_cny["total"] == pytest.approx(25.0, abs=1e-3)
+
+
+def test_demand_threshold_term_keeps_charging_under_the_threshold():
+    # flat price 0.3 then 0.9; load 80 kW then 80 kW; threshold 100 kW, demand charge 10 CNY/kW, peak so far 200 kW
+    # (so the billed peak is sunk). Lossless 200 kWh / 100 kW storage, empty, end free. Without the threshold term
+    # it charges 100 kW in hour 1 (import 180 kW <= 200 kW, no demand cost) to discharge 80 kW in hour 2... with it,
+    # every kW above 100 kW in hour 1 costs 10 CNY, more than the 0.6 CNY/kWh spread: it charges only 20 kW.
+    st = bess(energy_kwh=200.0, power_kw=100.0, eta_charge=1.0, eta_discharge=1.0, soc_final_frac=None)
+    base = {"demand_charge_cny_per_kw": 10.0, "demand_peak_so_far_kw": 200.0}
+    free = optimize(case([80, 80], [0.3, 0.9], [st], tariff=base))
+    held = optimize(case([80, 80], [0.3, 0.9], [st], tariff=base | {"demand_threshold_kw": 100.0}))
+    assert free.frame["b.charge_kw"].iloc[0] == pytest.approx(80.0, abs=1e-4)   # what hour 2 can use
+    assert held.frame["b.charge_kw"].iloc[0] == pytest.approx(20.0, abs=1e-4)
+    assert held.frame["grid_import_kw"].iloc[0] == pytest.approx(100.0, abs=1e-4)

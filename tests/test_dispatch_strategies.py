@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from anning_lib.dispatch.backtest import run_backtest
 from anning_lib.dispatch.case import parse_case
@@ -19,7 +20,6 @@ from anning_lib.dispatch.sites import sites_from_park
 from anning_lib.dispatch.tariff import prices, tariff_for
 from anning_lib.errors import CaseFileError
 from anning_lib.park import load_park
-from conftest import REPO
 
 PARK = load_park()
 

@@ -11,8 +11,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from anning_lib.dispatch.drbaseline import customer_baseline, delivered_reduction, settle
-from anning_lib.dispatch.vpp import DrEvent, FlexResource, allocate, flexibility, resources_from_park
+from anning_lib.dispatch.drbaseline import (
+    customer_baseline,
+    delivered_reduction,
+    settle,
+)
+from anning_lib.dispatch.vpp import (
+    DrEvent,
+    FlexResource,
+    allocate,
+    flexibility,
+    resources_from_park,
+)
 from anning_lib.errors import DispatchError, InfeasibleError, ParkModelError
 from anning_lib.park import load_park, parse_park
 

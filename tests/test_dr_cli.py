@@ -273,3 +273,22 @@ def test_settle_too_little_history_and_missing_column(files):
     assert str(r.exception) == f"{measured}: no column 'E2'; enterprise E2 has 600.0 kWh allocated"
     r = invoke("settle", "--event", event(), "--measured", measured, "--select", "best")
     assert str(r.exception) == "--select: 'best' is not similar or all"
+
+
+def test_settle_averages_five_minute_readings(files):
+    tmp, event = files
+    (tmp / "history.csv").write_text(HISTORY_CSV, encoding="utf-8")
+    # the event day at 5 minutes: E1's three readings per quarter-hour are (2000, 3500, 3500), (3000, 3000, 3000),
+    # (3200, 3200, 3200), (3400, 3400, 3400): the quarter-hour means are the 3000, 3000, 3200, 3400 kW of
+    # test_settle_by_hand, so E1's settlement is the same (measured 3150 kW, delivered 1950 kWh, 5850 CNY); read
+    # at the quarter-hour stamps only, the first would be 2000 kW
+    rows = ["ts,E1,E2,park"]
+    e1 = [2000, 3500, 3500, 3000, 3000, 3000, 3200, 3200, 3200, 3400, 3400, 3400]
+    for i, v in enumerate(e1):
+        rows.append(f"2026-07-01T14:{5 * i:02d}+08:00,{v},4000,-400")
+    (tmp / "measured.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    r = invoke("settle", "--event", event(), "--measured", tmp / "measured.csv", "--history", tmp / "history.csv",
+               "--n-days", 2, "--park", tmp / "park.yaml", "--json")
+    assert r.exit_code == 0, r.output
+    e1_out = json.loads(r.stdout)["enterprises"]["E1"]
+    assert (e1_out["measured_kwh"], e1_out["delivered_kwh"], e1_out["net_cny"]) == pytest.approx((3150, 1950, 5850))

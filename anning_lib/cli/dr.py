@@ -211,6 +211,11 @@ def settlement(event, allocation, measured: pd.DataFrame, measured_file: Path, h
     from anning_lib.dispatch.vpp import PARK
 
     win, baselines, metered = allocation.kw.index, {}, {}
+    # readings finer than the event's intervals become interval means (labelled at the interval start), so 5-minute
+    # meter data is averaged, not sampled
+    step = pd.Timedelta(hours=allocation.dt_h)
+    measured = measured.resample(step, label="left", closed="left").mean()
+    history = history.resample(step, label="left", closed="left").mean()
     for eid, kwh in allocation.by_enterprise["energy_kwh"].items():
         if kwh <= _TOL_KWH:
             continue

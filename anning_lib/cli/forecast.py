@@ -49,7 +49,12 @@ def backtest_cmd(
 ):
     """Rolling-origin backtest of the gradient-boosting model and of every baseline on any regular series."""
     from anning_lib.forecast.backtest import compare
-    from anning_lib.forecast.models import GradientBoosting, MeanOfWeekdays, Persistence, SeasonalNaive
+    from anning_lib.forecast.models import (
+        GradientBoosting,
+        MeanOfWeekdays,
+        Persistence,
+        SeasonalNaive,
+    )
     from anning_lib.forecast.series import check_series
 
     cal = {"cn": "CN", "none": None}.get(calendar.lower(), calendar)

@@ -14,6 +14,8 @@ from datetime import date
 import pandas as pd
 
 from anning_lib.aio import every, stop_on_signal
+from anning_lib.config import get_settings
+from anning_lib.dispatch.mpc import control_loops
 from anning_lib.ingest.gateway import Gateway
 from anning_lib.ingest.pointmap import PointMaps
 from anning_lib.park.schema import Park
@@ -71,19 +73,10 @@ async def run_live(park: Park, maps: PointMaps, engine, sim: ParkSimulator, firs
         ok = sum("rows" in v for v in out.values())
         say(f"forecast: next day of {ok} of {len(out)} targets stored (loads, grid exchange, PV)")
 
-    from anning_lib.config import get_settings
-    from anning_lib.dispatch.guard import GuardState, run_guard
-    from anning_lib.dispatch.mpc import MpcConfig, run_mpc
-    from anning_lib.dispatch.sites import sites_from_park
-
-    settings = get_settings()
-    mpc = MpcConfig(interval_s=settings.dispatch_interval_s, time_limit_s=settings.dispatch_time_limit_s, tz=tz)
-    sites = sites_from_park(park, settings.data_dir)
-    guard = GuardState()
+    control = control_loops(engine, park, gw, stop, say, get_settings())
     try:
         await asyncio.gather(servers.run(stop), gw.run(stop), every(60, stop, rollups),
-                             run_mpc(engine, park, sites, gw.adapter_for, stop, mpc, say, first_after_s=10, guard=guard),
-                             run_guard(engine, park, sites, guard, gw.live_value, gw.adapter_for, stop, say=say),
+                             *control,
                              every(status_s, stop, lambda: say(_status(gw, tz))),
                              every(900, stop, forecasts, first_after_s=5))
     finally:

@@ -14,10 +14,10 @@ import pandas as pd
 import typer
 from tqdm import tqdm
 
-from anning_lib.config import get_settings
 from anning_lib.cli.carbon import carbon_app
 from anning_lib.cli.dispatch import dispatch_app
 from anning_lib.cli.forecast import forecast_app
+from anning_lib.config import get_settings
 from anning_lib.errors import AnningError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Anning zero-carbon park workbench.")
@@ -177,16 +177,9 @@ def ingest_run(duration: float = typer.Option(None, help="stop after this many s
         if not dispatch:
             await gw.run(stop)
             return
-        from anning_lib.dispatch.guard import GuardState, run_guard
-        from anning_lib.dispatch.mpc import MpcConfig, run_mpc
-        from anning_lib.dispatch.sites import sites_from_park
+        from anning_lib.dispatch.mpc import control_loops
 
-        cfg = MpcConfig(interval_s=settings.dispatch_interval_s, time_limit_s=settings.dispatch_time_limit_s,
-                        tz=settings.timezone)
-        sites, guard = sites_from_park(park, settings.data_dir), GuardState()
-        await asyncio.gather(gw.run(stop),
-                             run_mpc(engine, park, sites, gw.adapter_for, stop, cfg, _say, 10, guard),
-                             run_guard(engine, park, sites, guard, gw.live_value, gw.adapter_for, stop, say=_say))
+        await asyncio.gather(gw.run(stop), *control_loops(engine, park, gw, stop, _say, settings))
 
     _say(f"gateway: {len(gw.adapters)} connections -> {engine.url.render_as_string(hide_password=True)}")
     asyncio.run(go())

@@ -27,7 +27,7 @@ from anning_lib.dispatch.case import DispatchCase
 from anning_lib.dispatch.guard import guard_setpoints
 from anning_lib.dispatch.optimize import optimize
 from anning_lib.dispatch.rule import rule_schedule
-from anning_lib.dispatch.schedule import cost_split
+from anning_lib.dispatch.schedule import cost_split, grid_flows
 from anning_lib.dispatch.sites import Site, expected_peak_kw, forecast_next, site_case
 from anning_lib.errors import DispatchError
 from anning_lib.sim.storage import simulate_bess
@@ -65,8 +65,8 @@ def bill(case: DispatchCase, site: Site, flows: pd.DataFrame) -> dict:
     f = flows.reindex(case.index())
     c = np.array([np.maximum(-f[f"{d.id}.p_kw"].to_numpy(), 0.0) for d in site.storages])
     d = np.array([np.maximum(f[f"{d.id}.p_kw"].to_numpy(), 0.0) for d in site.storages])
-    net = np.array(case.load_kw) - np.array(case.pv_kw) + c.sum(axis=0) - d.sum(axis=0)
-    return cost_split(case, np.maximum(net, 0.0), np.zeros(len(net)), c, d)
+    imp, exp, _curt = grid_flows(case, case.series("load_kw") - case.series("pv_kw") + c.sum(axis=0) - d.sum(axis=0))
+    return cost_split(case, imp, exp, c, d)
 
 
 def replay(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, *, strategy: str = "mpc",
@@ -82,7 +82,12 @@ def replay(site: Site, gross: pd.Series, pv: pd.Series, start: pd.Timestamp, *, 
     stats : dict
         ``n_solves``, ``n_fallbacks``, ``solve_s`` (list of seconds per solve).
     """
+    if len(gross) < 2 or (gross.index[1:] - gross.index[:-1] != STEP).any():
+        raise DispatchError("gross: the backtest needs a regular 15-minute series without gaps")
     k0 = int(gross.index.get_indexer([start])[0])
+    if k0 == -1:
+        raise DispatchError(f"start: {start} is not a quarter-hour of the series ({gross.index[0]} .. "
+                            f"{gross.index[-1]})")
     if k0 < 96:
         raise DispatchError(f"start: {start} leaves less than one day of history before it")
     n = len(gross)

@@ -63,22 +63,31 @@ class GuardState:
     threshold_kw: dict[str, float] = field(default_factory=dict)   # site -> demand threshold [kW]
     planned_kw: dict[str, float] = field(default_factory=dict)     # storage -> planned setpoint [kW]
     written_kw: dict[str, float] = field(default_factory=dict)     # storage -> last setpoint written [kW]
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)       # one writer at a time: the MPC or the guard
 
-    def update_from(self, plans) -> None:
-        """Take the thresholds and first-step setpoints of a new MPC step (:class:`~.mpc.SitePlan` list)."""
-        for plan in plans:
+    def update_site(self, plan) -> None:
+        """Take one site's new threshold and first-step setpoints (a :class:`~.mpc.SitePlan` just executed).
+        A site without a plan (no data) is not guarded until it has one."""
+        if plan.case is None:
+            self.threshold_kw.pop(plan.site.connection, None)
+        else:
             t = plan.case.tariff
             self.threshold_kw[plan.site.connection] = max(t.demand_threshold_kw or 0.0, t.demand_peak_so_far_kw)
-            for c in plan.commands:
-                self.planned_kw[c.device_id] = c.setpoint_kw
-                if c.status == "verified":
-                    self.written_kw[c.device_id] = c.setpoint_kw
+        for c in plan.commands:
+            self.planned_kw[c.device_id] = c.setpoint_kw
+            if c.status == "verified":
+                self.written_kw[c.device_id] = c.setpoint_kw
 
 
 async def guard_tick(engine: Engine, park: Park, sites: list[Site], state: GuardState,
                      live_value: Callable[[str], float | None], adapter_for: Callable[[str], object]
                      ) -> list[CommandResult]:
     """One pass of the guard over the sites; returns the setpoints it wrote."""
+    async with state.lock:
+        return await _guard_sites(engine, park, sites, state, live_value, adapter_for)
+
+
+async def _guard_sites(engine, park, sites, state, live_value, adapter_for) -> list[CommandResult]:
     out = []
     for site in sites:
         auto = [d for d in site.storages if getattr(d.p, "control", "auto") == "auto"]
@@ -86,9 +95,12 @@ async def guard_tick(engine: Engine, park: Park, sites: list[Site], state: Guard
         meter = live_value(f"{site.meter.id}.p_kw")
         if not auto or threshold is None or meter is None or any(d.id not in state.planned_kw for d in auto):
             continue
+        p_now = {d.id: live_value(f"{d.id}.p_kw") for d in auto}
+        soc = {d.id: live_value(f"{d.id}.soc_frac") for d in auto}
+        if any(v is None for v in [*p_now.values(), *soc.values()]):
+            continue        # a storage without a fresh reading: its share of the meter is unknown, do nothing
         # the import if the guarded storages were idle; advisory storages count as load
-        net = meter + sum(live_value(f"{d.id}.p_kw") or 0.0 for d in auto)
-        soc = {d.id: live_value(f"{d.id}.soc_frac") or d.p.soc_min_frac for d in auto}
+        net = meter + sum(p_now.values())
         plan = {d.id: state.planned_kw[d.id] for d in auto}
         want = guard_setpoints(plan, net, threshold, auto, soc, 0.25)
         changed = {k: v for k, v in want.items()

@@ -31,8 +31,15 @@ from anning_lib.dispatch.guard import GuardState
 from anning_lib.dispatch.optimize import optimize
 from anning_lib.dispatch.rule import rule_schedule
 from anning_lib.dispatch.schedule import Schedule
-from anning_lib.dispatch.sites import (Site, expected_peak_kw, forecast_next, latest, month_peak_kw,
-                                       site_case, site_history)
+from anning_lib.dispatch.sites import (
+    Site,
+    expected_peak_kw,
+    forecast_next,
+    latest,
+    month_peak_kw,
+    site_case,
+    site_history,
+)
 from anning_lib.errors import DispatchError, ForecastError
 from anning_lib.park.schema import Park
 
@@ -54,42 +61,51 @@ class SitePlan:
     """The plan of one site in one MPC step."""
 
     site: Site
-    case: DispatchCase
-    schedule: Schedule
-    fallback: str | None = None          # why the rule was used, or None
+    case: DispatchCase | None            # None: no plan could be made (no recent data); the storages idle
+    schedule: Schedule | None
+    fallback: str | None = None          # why the rule was used or the storages idle, or None
     commands: list[CommandResult] = field(default_factory=list)
+
+    def setpoints_kw(self) -> dict[str, float]:
+        """The first step's setpoints; 0 kW (idle) for every storage when there is no plan."""
+        if self.schedule is None:
+            return {d.id: 0.0 for d in self.site.storages}
+        return self.schedule.setpoints_kw(0)
 
 
 def plan_site(engine: Engine, site: Site, now: pd.Timestamp, cfg: MpcConfig,
               other_storage_kw: np.ndarray | None = None) -> SitePlan:
-    """Read, forecast and optimise one site (falls back to the rule on solver trouble)."""
+    """Read, forecast and optimise one site. Solver trouble or infeasibility: the rule. No usable data (a meter
+    down for over an hour, too short a history): no plan, and the storages are set idle."""
     origin = now.tz_convert(cfg.tz).floor(cfg.step)
     index = pd.date_range(origin, periods=cfg.horizon_steps, freq=cfg.step)
     try:
         gross, pv = site_history(engine, site, origin, cfg.history_days, cfg.tz)
-    except ForecastError as err:
-        raise DispatchError(f"site {site.connection}: cannot plan: {err}") from None
-    soc = latest(engine, [f"{d.id}.soc_frac" for d in site.storages], now)
-    load, sun = forecast_next(gross, index), forecast_next(pv, index)
-    peak = month_peak_kw(engine, site, now, cfg.tz)
-    threshold = max(peak, expected_peak_kw(gross - pv.reindex(gross.index).fillna(0.0)))
-    case = site_case(site, index, load["p50"].to_numpy(), sun["p50"].to_numpy(),
-                     {k.split(".")[0]: v for k, v in soc.items()}, peak, other_storage_kw=other_storage_kw,
-                     threshold_kw=threshold)
+        soc = latest(engine, [f"{d.id}.soc_frac" for d in site.storages], now)
+        load, sun = forecast_next(gross, index), forecast_next(pv, index)
+        peak = month_peak_kw(engine, site, now, cfg.tz)
+        threshold = max(peak, expected_peak_kw(gross - pv.reindex(gross.index).fillna(0.0)))
+        case = site_case(site, index, load["p50"].to_numpy(), sun["p50"].to_numpy(),
+                         {k.split(".")[0]: v for k, v in soc.items()}, peak, other_storage_kw=other_storage_kw,
+                         threshold_kw=threshold)
+    except (ForecastError, DispatchError) as err:
+        return SitePlan(site, None, None, fallback=f"idle, no plan: {err}")
     try:
         return SitePlan(site, case, optimize(case, time_limit_s=cfg.time_limit_s))
     except DispatchError as err:   # infeasible or solver failure: the rule keeps the storages safe
-        return SitePlan(site, case, rule_schedule(case, reason=str(err)), fallback=str(err))
+        return SitePlan(site, case, rule_schedule(case, reason=str(err)), fallback=f"rule: {err}")
 
 
 def plan_all(engine: Engine, sites: list[Site], now: pd.Timestamp, cfg: MpcConfig) -> list[SitePlan]:
-    """Plan every site; the park site sees the enterprises' planned storage power as part of its load."""
+    """Plan every site; the park site sees the enterprises' planned storage power (those under automatic control;
+    an advisory storage's proposal may not be followed) as part of its load."""
     plans = []
     sub_kw = np.zeros(cfg.horizon_steps)
     for site in sites:
         plan = plan_site(engine, site, now, cfg, sub_kw if site.sub_storages else None)
-        if site.connection != "park":
-            sub_kw = sub_kw + sum(plan.schedule.frame[f"{d.id}.p_kw"].to_numpy() for d in site.storages)
+        if site.connection != "park" and plan.schedule is not None:
+            sub_kw = sub_kw + sum((plan.schedule.frame[f"{d.id}.p_kw"].to_numpy() for d in site.storages
+                                   if getattr(d.p, "control", "auto") == "auto"), np.zeros(cfg.horizon_steps))
         plans.append(plan)
     return plans
 
@@ -101,13 +117,15 @@ async def mpc_step(engine: Engine, park: Park, sites: list[Site], adapter_for: C
     trigger = time.perf_counter()
     now = pd.Timestamp.now(tz="UTC") if now is None else now
     plans = await asyncio.to_thread(plan_all, engine, sites, now, cfg)
+    guard = guard or GuardState()
     for plan in plans:
         advisory = all(getattr(d.p, "control", "auto") == "advisory" for d in plan.site.storages)
-        sid = save_schedule(engine, plan.schedule, plan.site.connection, "advisory" if advisory else "executed")
-        plan.commands = await execute(engine, park, adapter_for, plan.schedule.setpoints_kw(0), schedule_id=sid,
-                                      due_at=plan.case.index()[0].to_pydatetime(), trigger_s=trigger)
-    if guard is not None:
-        guard.update_from(plans)
+        sid = None if plan.schedule is None else await asyncio.to_thread(
+            save_schedule, engine, plan.schedule, plan.site.connection, "advisory" if advisory else "executed")
+        async with guard.lock:       # the guard must not write between this site's new setpoints and its state
+            plan.commands = await execute(engine, park, adapter_for, plan.setpoints_kw(), schedule_id=sid,
+                                          due_at=now.floor(cfg.step).to_pydatetime(), trigger_s=trigger)
+            guard.update_site(plan)
     say(summary(plans, time.perf_counter() - trigger))
     return plans
 
@@ -118,7 +136,10 @@ def summary(plans: list[SitePlan], elapsed_s: float) -> str:
     for p in plans:
         cmds = ", ".join(f"{c.device_id} {c.setpoint_kw:+,.0f} kW {c.status}"
                          + (f" in {c.latency_s * 1000:.0f} ms" if c.status == "verified" else "") for c in p.commands)
-        flag = f" FALLBACK rule ({p.fallback})" if p.fallback else ""
+        if p.schedule is None:
+            parts.append(f"{p.site.connection}: {p.fallback}; {cmds}")
+            continue
+        flag = f" FALLBACK {p.fallback}" if p.fallback else ""
         parts.append(f"{p.site.connection}: {p.schedule.strategy}{flag}, day saves "
                      f"{p.schedule.savings_cny:,.0f} CNY; {cmds}")
     return f"dispatch ({elapsed_s:.2f} s): " + "; ".join(parts)
@@ -142,3 +163,18 @@ async def run_mpc(engine: Engine, park: Park, sites: list[Site], adapter_for: Ca
             say(f"dispatch: step failed: {type(err).__name__}: {err}")
         if await wait_or_stop(stop, cfg.interval_s):
             return
+
+
+def control_loops(engine: Engine, park: Park, gateway, stop: asyncio.Event, say: Callable[[str], None],
+                  settings) -> list:
+    """The MPC and the peak guard for every storage site, driven through ``gateway`` (its adapters for writes,
+    its live values for the guard), as coroutines to gather beside it (``anning demo``, ``anning ingest run
+    --dispatch``). ``settings``: :class:`anning_lib.config.Settings` (data folder, interval, time limit, zone)."""
+    from anning_lib.dispatch.guard import run_guard
+    from anning_lib.dispatch.sites import sites_from_park
+
+    cfg = MpcConfig(interval_s=settings.dispatch_interval_s, time_limit_s=settings.dispatch_time_limit_s,
+                    tz=settings.timezone)
+    sites, guard = sites_from_park(park, settings.data_dir), GuardState()
+    return [run_mpc(engine, park, sites, gateway.adapter_for, stop, cfg, say, first_after_s=10, guard=guard),
+            run_guard(engine, park, sites, guard, gateway.live_value, gateway.adapter_for, stop, say=say)]

@@ -18,16 +18,17 @@ For one billing connection over steps t = 1..T of length dt [h], storages s, all
 
 The threshold term (``tariff.demand_threshold_kw``, none by default) is for noisy loads. An EAF's heats set the
 month's peak in a quarter-hour no forecast sees, and storage charging into such a quarter-hour sets a new peak.
-With a threshold (the MPC uses a high quantile of the recent load) and a margin (the forecast's spread), raising
-the import above ``threshold - margin_t`` (or above the forecast load alone where that is higher) costs the demand
-charge as if it set a new peak. ``over`` is a planning penalty only: the reported demand cost is the charge on the
-schedule's actual peak.
+With a threshold (the MPC uses a quantile of the recent load and relies on the peak guard rather than a margin; a
+case file may add a margin for load the forecast missed), raising the import above ``threshold - margin_t`` (or
+above the forecast load alone where that is higher) costs the demand charge as if it set a new peak. ``over`` is
+a planning penalty only: the reported demand cost is the charge on the schedule's actual peak.
 
 Simultaneous charge and discharge: it wastes energy, so the LP has no reason to do it unless wasting energy has
 a value (a negative price) or costs nothing (zero degradation cost with surplus PV, where it ties with
-curtailment). Rather than rely on that argument, every LP answer is checked: if any step charges and discharges
-the same storage, the case is solved again as a MILP with one binary per storage and step (``c <= P u``,
-``d <= P (1 - u)``), and the answer says so (``exclusive: "milp"``).
+curtailment). Importing and exporting at once pays when export is dearer than import. Rather than rely on
+prices, every LP answer is checked: if any step charges and discharges the same storage, or imports and exports,
+the case is solved again as a MILP with binaries per step (``c <= P u``, ``d <= P (1 - u)``,
+``imp <= M v``, ``exp <= export_limit (1 - v)``), and the answer says so (``exclusive: "milp"``).
 
 References
 ----------
@@ -83,6 +84,7 @@ class DispatchModel:
         self.price, self.export_price = P(n, name="import_price"), P(n, name="export_price")
         self.demand_charge, self.peak_so_far = P(nonneg=True), P(nonneg=True)
         self.cap = P(n, name="import_cap_kw")
+        self.imp_max = P(n, nonneg=True, name="import_max_kw")    # big-M of the import binary
         self.over = cp.Variable(nonneg=True, name="over_cap_kw")
         self.import_limit, self.export_limit = P(nonneg=True), P(nonneg=True)
         self.p_max = P(shp, nonneg=True, name="power_kw")
@@ -124,9 +126,12 @@ def add_demand_constraints(m: DispatchModel) -> None:
 
 
 def add_exclusive_constraints(m: DispatchModel) -> None:
-    """One binary per storage and step: charge or discharge, never both (MILP)."""
+    """Binaries per step: each storage charges or discharges, never both; the connection imports or exports,
+    never both (MILP)."""
     u = cp.Variable(m.c.shape, boolean=True, name="charging")
-    m.constraints += [m.c <= cp.multiply(m.p_max, u), m.d <= m.p_max - cp.multiply(m.p_max, u)]
+    v = cp.Variable(m.n, boolean=True, name="importing")
+    m.constraints += [m.c <= cp.multiply(m.p_max, u), m.d <= m.p_max - cp.multiply(m.p_max, u),
+                      m.imp <= cp.multiply(m.imp_max, v), m.exp <= m.export_limit - m.export_limit * v]
 
 
 def objective(m: DispatchModel) -> cp.Expression:
@@ -175,6 +180,8 @@ def set_parameters(m: DispatchModel, case: DispatchCase) -> None:
                    else np.maximum(t.demand_threshold_kw - margin, net))
     m.import_limit.value, m.export_limit.value = g.import_limit_kw, g.export_limit_kw
     st = case.storage or []
+    m.imp_max.value = np.minimum(g.import_limit_kw, np.maximum(case.series("load_kw"), 0.0)
+                                 + sum(x.power_kw for x in st))
     col = (lambda f: np.array([[f(x)] for x in st], dtype=float)) if st else (lambda f: np.zeros((1, 1)))
     ones = np.ones((1, m.n))
     m.p_max.value = col(lambda x: x.power_kw) * ones
@@ -227,8 +234,12 @@ def solve_model(m: DispatchModel, time_limit_s: float | None) -> tuple[str, floa
     return m.problem.status, time.perf_counter() - t0
 
 
-def _simultaneous(m: DispatchModel) -> bool:
-    return bool((np.minimum(m.c.value, m.d.value) > SIMULTANEOUS_TOL_KW).any())
+def _simultaneous(m: DispatchModel, n_storages: int) -> bool:
+    """Does the LP answer charge and discharge a storage, or import and export, in the same step?"""
+    both = (np.minimum(m.imp.value, m.exp.value) > SIMULTANEOUS_TOL_KW).any()
+    if n_storages:
+        both = both or (np.minimum(m.c.value[:n_storages], m.d.value[:n_storages]) > SIMULTANEOUS_TOL_KW).any()
+    return bool(both)
 
 
 def diagnose_infeasible(case: DispatchCase) -> str:
@@ -273,7 +284,7 @@ def optimize(case: DispatchCase, *, time_limit_s: float | None = None) -> Schedu
     set_parameters(m, case)
     status, secs = solve_model(m, time_limit_s)
     kind = "lp"
-    if status == cp.OPTIMAL and case.storage and _simultaneous(m):
+    if status == cp.OPTIMAL and _simultaneous(m, len(case.storage)):
         m = model_for(case.n_steps, len(case.storage), case.dt_h, exclusive=True)
         set_parameters(m, case)
         status, more = solve_model(m, time_limit_s)

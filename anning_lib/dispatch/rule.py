@@ -10,7 +10,7 @@ Per step, storages in case order:
   the energy bound and the import limit allow and, when there is a demand charge, without raising the import
   above the highest load of the horizon (or the billing period's peak so far): charging must not set a new peak;
 - in a *high* step (price within the highest quarter) discharge at full power, as far as the energy bound and the
-  remaining net load allow (no export unless the case allows export);
+  remaining net load allow (into export only up to its limit and only where export pays);
 - otherwise idle. The terminal state of charge is not enforced.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from anning_lib.dispatch.case import DispatchCase
-from anning_lib.dispatch.schedule import Schedule, make_schedule
+from anning_lib.dispatch.schedule import Schedule, grid_flows, make_schedule
 
 
 def price_classes(price: np.ndarray, quarter: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +35,7 @@ def rule_schedule(case: DispatchCase, reason: str = "") -> Schedule:
     """The rule's schedule for ``case`` (module docstring)."""
     n, dt = case.n_steps, case.dt_h
     net = case.series("load_kw") - case.series("pv_kw")
+    export_room = np.where(case.series("export_price") > 0, case.grid.export_limit_kw, 0.0)
     low, high = price_classes(case.series("import_price"))
     cap = case.grid.import_limit_kw
     if case.tariff.demand_charge_cny_per_kw > 0:
@@ -52,15 +53,12 @@ def rule_schedule(case: DispatchCase, reason: str = "") -> Schedule:
             if residual > case.grid.import_limit_kw:
                 p_dis = min(s.power_kw, avail_kw, residual - case.grid.import_limit_kw)
             elif high[t]:
-                p_dis = min(s.power_kw, avail_kw, max(0.0, residual + case.grid.export_limit_kw))
+                p_dis = min(s.power_kw, avail_kw, max(0.0, residual + export_room[t]))
             elif low[t]:
                 p_chg = min(s.power_kw, room_kw, max(0.0, cap - residual))
             c[k, t], d[k, t] = p_chg, p_dis
             energy[k] += dt * (s.eta_charge * p_chg - p_dis / s.eta_discharge)
             residual += p_chg - p_dis
-    flow = net + c.sum(axis=0) - d.sum(axis=0)
-    imp = np.maximum(flow, 0.0)
-    surplus = np.maximum(-flow, 0.0)
-    exp = np.where(case.series("export_price") > 0, np.minimum(surplus, case.grid.export_limit_kw), 0.0)
+    imp, exp, curt = grid_flows(case, net + c.sum(axis=0) - d.sum(axis=0))
     detail = {"fallback_reason": reason} if reason else {}
-    return make_schedule(case, imp, exp, surplus - exp, c, d, strategy="rule", detail=detail)
+    return make_schedule(case, imp, exp, curt, c, d, strategy="rule", detail=detail)

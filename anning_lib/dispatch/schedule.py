@@ -106,14 +106,21 @@ def cost_split(case: DispatchCase, import_kw: np.ndarray, export_kw: np.ndarray,
     return {"energy": energy, "demand": demand, "degradation": degradation, "carbon": carbon, "total": total}
 
 
-def baseline_flows(case: DispatchCase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Import, export and curtailment with no storage [kW]: surplus PV is exported up to the export limit when
-    export pays, and curtailed otherwise."""
-    net = case.series("load_kw") - case.series("pv_kw")
-    imp = np.maximum(net, 0.0)
+def grid_flows(case: DispatchCase, net_kw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Import, export and curtailment [kW] of a net load ``net_kw = load - pv + charge - discharge`` (pure).
+
+    The positive part is imported; a surplus is exported up to the export limit in steps where export pays, and
+    curtailed otherwise (a surplus can only be PV: strategies never discharge into an unpaid export).
+    """
+    net = np.asarray(net_kw, dtype=float)
     surplus = np.maximum(-net, 0.0)
     exp = np.where(case.series("export_price") > 0, np.minimum(surplus, case.grid.export_limit_kw), 0.0)
-    return imp, exp, surplus - exp
+    return np.maximum(net, 0.0), exp, surplus - exp
+
+
+def baseline_flows(case: DispatchCase) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Import, export and curtailment with no storage [kW] (:func:`grid_flows` of load - PV)."""
+    return grid_flows(case, case.series("load_kw") - case.series("pv_kw"))
 
 
 def make_schedule(case: DispatchCase, import_kw, export_kw, curtailed_kw, charge_kw, discharge_kw, *,

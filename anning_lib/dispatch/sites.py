@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from anning_lib.dispatch.case import DispatchCase
+from anning_lib.dispatch.case import DispatchCase, parse_case
 from anning_lib.dispatch.tariff import Tariff, prices, tariff_for
+from anning_lib.errors import ForecastError
 from anning_lib.forecast.models import MeanOfWeekdays, Persistence
 from anning_lib.forecast.operate import regular_history
 from anning_lib.park.schema import Device, Park
@@ -87,8 +88,14 @@ def site_history(engine: Engine, site: Site, end: pd.Timestamp, days: int = 28,
     start = end - pd.Timedelta(days=days)
     refresh_rollups(engine, start if refresh_days is None else end - pd.Timedelta(days=refresh_days), end, tags=tags)
     wide = read_series(engine, tags, start, end, resolution="15min", tz=tz)
-    gross = regular_history(wide[tags].sum(axis=1, min_count=len(tags)).rename(f"site {site.connection}"),
-                            pd.Timestamp(end).tz_convert(tz))
+    end_local = pd.Timestamp(end).tz_convert(tz)
+    try:
+        gross = regular_history(wide[tags].sum(axis=1, min_count=len(tags)).rename(f"site {site.connection}"),
+                                end_local)
+    except ForecastError as err:
+        recent = wide[wide.index >= end_local - pd.Timedelta("1h")]
+        silent = [t for t in tags if recent[t].isna().all()]
+        raise ForecastError(f"{err}; silent: {', '.join(silent) or 'none'}") from None
     pv_tags = [f"{d.id}.p_kw" for d in site.pv]
     pv = wide[pv_tags].sum(axis=1).reindex(gross.index).fillna(0.0) if pv_tags else gross * 0.0
     return gross.rename("gross_kw"), pv.rename("pv_kw")
@@ -114,11 +121,13 @@ def forecast_next(history: pd.Series, index: pd.DatetimeIndex, tau_steps: float 
         full = pd.date_range(history.index[-1] + step, index[-1], freq=step)
         return forecast_next(history, full, tau_steps).iloc[-len(index):].set_axis(index)
     out = model.predict(index, history)
-    last = model.predict(history.index[-1:], history.iloc[:-1])["p50"].to_numpy()[0]
-    error = float(history.iloc[-1] - last)
-    if np.isfinite(error):
-        out = out + (error * np.exp(-np.arange(1, len(index) + 1) / tau_steps))[:, None]
-    return out
+    if len(history) > 1:
+        last = model.predict(history.index[-1:], history.iloc[:-1])["p50"].to_numpy()[0]
+        error = float(history.iloc[-1] - last)
+        if np.isfinite(error):
+            out = out + (error * np.exp(-np.arange(1, len(index) + 1) / tau_steps))[:, None]
+    # steps the seasonal rule cannot see (history shorter than its lag): the newest reading, held
+    return out.ffill().fillna(float(history.iloc[-1]))
 
 
 def expected_peak_kw(net_history_kw: pd.Series, q: float = 0.95) -> float:
@@ -174,13 +183,13 @@ def site_case(site: Site, index: pd.DatetimeIndex, gross_kw: np.ndarray, pv_kw: 
     for d in site.storages:
         b = d.p
         soc = float(np.clip(soc_frac.get(d.id, b.soc_init_frac), b.soc_min_frac, b.soc_max_frac))
-        storages.append({"id": d.id, "energy_kwh": b.capacity_kwh * b.soh_frac, "power_kw": b.p_max_kw,
+        storages.append({"id": d.id, "energy_kwh": b.energy_kwh, "power_kw": b.p_max_kw,
                          "eta_charge": b.eta_charge, "eta_discharge": b.eta_discharge,
                          "soc_min_frac": b.soc_min_frac, "soc_max_frac": b.soc_max_frac,
                          "soc_initial_frac": soc, "soc_final_frac": b.soc_init_frac,   # back to the reserve level
                          "degradation_cny_per_kwh": degradation_cny_per_kwh})
     t = site.tariff
-    return DispatchCase.model_validate({
+    return parse_case({
         "timestep_minutes": (index[1] - index[0]).total_seconds() / 60.0, "start": index[0].to_pydatetime(),
         "load_kw": np.maximum(load, 0.0).tolist(), "pv_kw": np.maximum(np.asarray(pv_kw, float), 0.0).tolist(),
         "tariff": {"import_price_cny_per_kwh": p["import_price_cny_per_kwh"].tolist(),

@@ -158,7 +158,7 @@ def resources_from_park(park, soc_frac: Mapping[str, float] | None = None,
         p = d.p
         if d.type == "bess":
             soc = _num(f"soc_frac[{d.id}]", socs.pop(d.id, p.soc_init_frac), ge=0, le=1)
-            e_kwh = p.capacity_kwh * p.soh_frac
+            e_kwh = p.energy_kwh
             full_h = (p.soc_max_frac - p.soc_min_frac) * e_kwh * p.eta_discharge / p.p_max_kw
             out.append(FlexResource(
                 d.id, eid or PARK, "storage", up_kw=p.p_max_kw, down_kw=p.p_max_kw, max_duration_h=full_h,

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from anning_lib.aio import wait_or_stop
 from anning_lib.ingest.buffer import DiskBuffer
-from anning_lib.ingest.model import Sample, SourceHealth
+from anning_lib.ingest.model import Quality, Sample, SourceHealth
 from anning_lib.ingest.pointmap import PointMaps, mqtt_topic_table
 from anning_lib.ingest.writer import Ack, BatchWriter
 from anning_lib.park.schema import Park, point_tag
@@ -157,11 +157,13 @@ class Gateway:
         with self.engine.begin() as conn:
             upsert(conn, TABLES["ingest_health"], rows, ["source"])
 
-    def live_value(self, tag: str, max_age_s: float = 60.0) -> float | None:
-        """The newest accepted reading of ``tag`` [its unit] if received in the last ``max_age_s`` [s], else None
-        (for the peak guard and dashboards: a stale reading must not drive control)."""
+    def live_value(self, tag: str, max_age_s: float = 15.0) -> float | None:
+        """The newest reading of ``tag`` [its unit] if of good quality and received in the last ``max_age_s``
+        [s], else None (for the peak guard: an old, stale or doubtful reading must not drive control)."""
         s = self.intake.last.get(tag)
-        return None if s is None or time.time() - s.recv_s > max_age_s else s.value
+        if s is None or s.quality != Quality.GOOD or time.time() - s.recv_s > max_age_s:
+            return None
+        return s.value
 
     def adapter_for(self, tag: str):
         """The adapter whose map holds ``tag`` (for the control path), or None."""

@@ -111,6 +111,12 @@ class BessParams(_Strict):
     soh_frac: float = Field(1.0, gt=0, le=1, description="state of health: usable / nameplate capacity [-]")
     control: Literal["advisory", "auto"] = Field("advisory", description="setpoints suggested or executed")
 
+    @property
+    def energy_kwh(self) -> float:
+        """Energy the storage holds between empty and full today: ``capacity_kwh * soh_frac`` [kWh]; the one
+        figure the simulator, the optimiser and demand response use."""
+        return self.capacity_kwh * self.soh_frac
+
     @model_validator(mode="after")
     def _soc_order(self) -> BessParams:
         if not self.soc_min_frac < self.soc_max_frac:

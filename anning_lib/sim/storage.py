@@ -14,9 +14,9 @@ def bess_step_limits(soc_frac: float, params: BessParams, dt_h: float) -> tuple[
     """Feasible power range ``(p_min_kw, p_max_kw)`` for one step from ``soc_frac``.
 
     Discharging ``p`` for ``dt_h`` lowers the state of charge by ``p dt / (eta_d E)``; charging ``-p``
-    raises it by ``-p dt eta_c / E`` (E = ``capacity_kwh``).
+    raises it by ``-p dt eta_c / E`` (E = ``energy_kwh``: capacity times state of health).
     """
-    e = params.capacity_kwh
+    e = params.energy_kwh
     p_dis = min(params.p_max_kw, max(0.0, (soc_frac - params.soc_min_frac) * e * params.eta_discharge / dt_h))
     p_chg = min(params.p_max_kw, max(0.0, (params.soc_max_frac - soc_frac) * e / (params.eta_charge * dt_h)))
     return -p_chg, p_dis
@@ -51,7 +51,7 @@ def simulate_bess(setpoint_kw: np.ndarray, params: BessParams, dt_h: float, soc0
     p = np.empty(n)
     soc = np.empty(n)
     s = soc0_frac
-    e = params.capacity_kwh
+    e = params.energy_kwh
     for i in range(n):
         lo, hi = bess_step_limits(s, params, dt_h)
         pi = min(max(float(setpoint_kw[i]), lo), hi)
@@ -66,7 +66,7 @@ def tou_rule_setpoints(band: np.ndarray, params: BessParams) -> np.ndarray:
     Charge power fills the usable energy in 4 h; discharge power empties it in 2 h. The optimiser of the
     dispatch issue replaces this rule.
     """
-    usable_kwh = (params.soc_max_frac - params.soc_min_frac) * params.capacity_kwh
+    usable_kwh = (params.soc_max_frac - params.soc_min_frac) * params.energy_kwh
     p_chg = min(params.p_max_kw, usable_kwh / 4.0 / params.eta_charge)
     p_dis = min(params.p_max_kw, usable_kwh * params.eta_discharge / 2.0)
     return np.where(band == "valley", -p_chg, np.where(band == "peak", p_dis, 0.0))
