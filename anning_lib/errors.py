@@ -86,3 +86,11 @@ class CaseFileError(ProblemsError, DispatchError):
 
 class SolverFailedError(DispatchError):
     """The solver gave no optimal answer in time (time limit, numerical trouble); callers fall back to the rule."""
+
+
+class AlarmRuleError(ProblemsError):
+    """An alarm rule definition is invalid; every problem names its field path and value."""
+
+
+class QualityError(AnningError):
+    """An alarm or work-order operation was refused (unknown id, not allowed for the user, bad transition)."""

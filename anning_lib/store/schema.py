@@ -153,6 +153,15 @@ class Alarm(Base):
     cleared_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     acked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     acked_by: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    # 0006: lifecycle (ISA-18.2 states), the rule that raised it, shelving, flood parent
+    rule_id: Mapped[str | None] = mapped_column(sa.String(64))
+    target: Mapped[str] = mapped_column(sa.String(100), server_default="")
+    enterprise_id: Mapped[str | None] = mapped_column(sa.ForeignKey("enterprise.id", name="fk_alarm_enterprise"),
+                                                      index=True)
+    state: Mapped[str] = mapped_column(sa.String(16), server_default="active_unack", index=True)
+    shelved_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    parent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("alarm.id", name="fk_alarm_parent"))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class WorkOrder(Base):
@@ -164,11 +173,16 @@ class WorkOrder(Base):
     device_id: Mapped[str | None] = mapped_column(sa.ForeignKey("device.id"))
     title: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
-    status: Mapped[str] = mapped_column(sa.String(16), default="open")
+    status: Mapped[str] = mapped_column(sa.String(16), default="open", index=True)
     assignee_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    # 0006
+    priority: Mapped[str] = mapped_column(sa.String(8), server_default="P3")
+    due_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    enterprise_id: Mapped[str | None] = mapped_column(sa.ForeignKey("enterprise.id", name="fk_work_order_enterprise"))
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id", name="fk_work_order_created_by"))
 
 
 class AuditLog(Base):
@@ -355,6 +369,58 @@ class CarbonLedger(Base):
     ts: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     market: Mapped[str] = mapped_column(sa.String(32), default="")
     note: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+# ============================================================== 0006: alarm lifecycle, rules, notifications, work orders
+class AlarmEvent(Base):
+    """One step in an alarm's history: raised, acked, cleared, shelved, unshelved, suppressed, notified."""
+
+    __tablename__ = "alarm_event"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[int] = mapped_column(sa.ForeignKey("alarm.id", ondelete="CASCADE"), index=True)
+    ts: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    action: Mapped[str] = mapped_column(sa.String(24))
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    detail: Mapped[dict | None] = mapped_column(sa.JSON)
+
+
+class AlarmRuleRow(Base):
+    """An alarm rule edited by an admin (the same schema as ``data/alarms/rules.yaml``); overrides a file rule
+    of the same id."""
+
+    __tablename__ = "alarm_rule"
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    definition: Mapped[dict] = mapped_column(sa.JSON)
+    enabled: Mapped[bool] = mapped_column(sa.Boolean, server_default=sa.true())
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated_by: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+
+
+class Notification(Base):
+    """A message about an alarm on one channel (e-mail, webhook), with its delivery attempts."""
+
+    __tablename__ = "notification"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    alarm_id: Mapped[int | None] = mapped_column(sa.ForeignKey("alarm.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(32))
+    recipient: Mapped[str] = mapped_column(sa.String(200))
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class WorkOrderComment(Base):
+    """A comment on a work order."""
+
+    __tablename__ = "work_order_comment"
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    work_order_id: Mapped[int] = mapped_column(sa.ForeignKey("work_order.id", ondelete="CASCADE"), index=True)
+    ts: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    text: Mapped[str] = mapped_column(sa.Text)
 
 
 TABLES: dict[str, sa.Table] = dict(Base.metadata.tables)
