@@ -8,6 +8,7 @@ PostgreSQL cases skip, unless ``ANNING_REQUIRE_PG=1`` (CI), where they fail.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from pathlib import Path
@@ -131,3 +132,29 @@ def broker(tmp_path):
     b.start()
     yield b
     b.stop()
+
+
+def maps_on_free_ports():
+    """The demo's point maps with every server on a free port (Modbus, OPC UA, MQTT)."""
+    from anning_lib.ingest.pointmap import load_pointmaps
+    from anning_lib.park import load_park
+
+    park = load_park()
+    maps = load_pointmaps(REPO / "ingest", park)
+    mb = maps.modbus.connections[0].model_copy(update={"port": free_port()})
+    ua_port = free_port()
+    ua = maps.opcua.connections[0].model_copy(update={"endpoint": f"opc.tcp://127.0.0.1:{ua_port}/anning/"})
+    mq = maps.mqtt.connections[0].model_copy(update={"port": free_port(), "client_id": f"gw-{ua_port}"})
+    return maps.model_copy(update={
+        "modbus": maps.modbus.model_copy(update={"connections": [mb]}),
+        "opcua": maps.opcua.model_copy(update={"connections": [ua]}),
+        "mqtt": maps.mqtt.model_copy(update={"connections": [mq]})})
+
+
+async def until(cond, what: str, timeout_s: float = 20.0) -> None:
+    """Wait until ``cond()`` is true, polling every 50 ms; AssertionError naming ``what`` after ``timeout_s``."""
+    for _ in range(int(timeout_s / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

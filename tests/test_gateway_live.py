@@ -9,38 +9,17 @@ import asyncio
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from conftest import REPO, maps_on_free_ports, until
 
 from anning_lib.ingest.control import write_setpoint
 from anning_lib.ingest.gateway import Gateway
-from anning_lib.ingest.pointmap import load_pointmaps
 from anning_lib.park import load_park
 from anning_lib.sim import ParkSimulator
 from anning_lib.sim.live import LiveValues
 from anning_lib.sim.serve import SimServers
 from anning_lib.store import init_db
-from conftest import REPO, free_port
 
 PARK = load_park()
-
-
-def maps_on_free_ports():
-    maps = load_pointmaps(REPO / "ingest", PARK)
-    mb = maps.modbus.connections[0].model_copy(update={"port": free_port()})
-    ua_port = free_port()
-    ua = maps.opcua.connections[0].model_copy(update={"endpoint": f"opc.tcp://127.0.0.1:{ua_port}/anning/"})
-    mq = maps.mqtt.connections[0].model_copy(update={"port": free_port(), "client_id": f"gw-{ua_port}"})
-    return maps.model_copy(update={
-        "modbus": maps.modbus.model_copy(update={"connections": [mb]}),
-        "opcua": maps.opcua.model_copy(update={"connections": [ua]}),
-        "mqtt": maps.mqtt.model_copy(update={"connections": [mq]})})
-
-
-async def until(cond, what: str, timeout_s: float = 20.0) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def latest(gw, tag: str) -> float | None:

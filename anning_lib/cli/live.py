@@ -19,6 +19,7 @@ from anning_lib.dispatch.mpc import control_loops
 from anning_lib.ingest.gateway import Gateway
 from anning_lib.ingest.pointmap import PointMaps
 from anning_lib.park.schema import Park
+from anning_lib.quality.service import alarm_service
 from anning_lib.sim.live import LiveValues
 from anning_lib.sim.mqtt_broker import mosquitto_available
 from anning_lib.sim.park import ParkSimulator
@@ -74,9 +75,11 @@ async def run_live(park: Park, maps: PointMaps, engine, sim: ParkSimulator, firs
         say(f"forecast: next day of {ok} of {len(out)} targets stored (loads, grid exchange, PV)")
 
     control = control_loops(engine, park, gw, stop, say, get_settings())
+    alarms = alarm_service(engine, park, get_settings(), say)
+    gw.intake.listeners.append(alarms)
     try:
         await asyncio.gather(servers.run(stop), gw.run(stop), every(60, stop, rollups),
-                             *control,
+                             *control, alarms.run(stop, gw),
                              every(status_s, stop, lambda: say(_status(gw, tz))),
                              every(900, stop, forecasts, first_after_s=5))
     finally:

@@ -14,9 +14,11 @@ import pandas as pd
 import typer
 from tqdm import tqdm
 
+from anning_lib.cli.alarms import alarms_app
 from anning_lib.cli.carbon import carbon_app
 from anning_lib.cli.dispatch import dispatch_app
 from anning_lib.cli.forecast import forecast_app
+from anning_lib.cli.workorders import workorders_app
 from anning_lib.config import get_settings
 from anning_lib.errors import AnningError
 
@@ -29,6 +31,8 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(carbon_app, name="carbon")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(dispatch_app, name="dispatch")
+app.add_typer(alarms_app, name="alarms")
+app.add_typer(workorders_app, name="workorders")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
@@ -156,7 +160,8 @@ def ingest_check(folder: Path = typer.Argument(None, help="folder of modbus/opcu
 @ingest_app.command("run")
 def ingest_run(duration: float = typer.Option(None, help="stop after this many seconds (default: run until Ctrl-C)"),
                dispatch: bool = typer.Option(False, help="also run the storage MPC (every ANNING_DISPATCH_INTERVAL_S)")):
-    """Run the gateway: poll, subscribe and store every point of the maps (and, with --dispatch, the MPC)."""
+    """Run the gateway: poll, subscribe and store every point of the maps, with the alarms (and, with --dispatch,
+    the storage MPC and peak guard)."""
     import asyncio
 
     from anning_lib.aio import stop_on_signal
@@ -174,12 +179,16 @@ def ingest_run(duration: float = typer.Option(None, help="stop after this many s
     async def go():
         stop = asyncio.Event()
         stop_on_signal(stop, duration)
-        if not dispatch:
-            await gw.run(stop)
-            return
-        from anning_lib.dispatch.mpc import control_loops
+        from anning_lib.quality.service import alarm_service
 
-        await asyncio.gather(gw.run(stop), *control_loops(engine, park, gw, stop, _say, settings))
+        alarms = alarm_service(engine, park, settings, _say)
+        gw.intake.listeners.append(alarms)
+        loops = [gw.run(stop), alarms.run(stop, gw)]
+        if dispatch:
+            from anning_lib.dispatch.mpc import control_loops
+
+            loops += control_loops(engine, park, gw, stop, _say, settings)
+        await asyncio.gather(*loops)
 
     _say(f"gateway: {len(gw.adapters)} connections -> {engine.url.render_as_string(hide_password=True)}")
     asyncio.run(go())

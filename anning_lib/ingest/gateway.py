@@ -39,6 +39,7 @@ class Intake:
         self.writer = writer
         self.points = {point_tag(d.id, p.id): p for _e, d, p in park.iter_points()}
         self.last: dict[str, Sample] = {}   # tag -> newest accepted sample (live values for dashboards)
+        self.listeners: list = []           # callables given every batch of accepted samples (the alarm engine)
 
     def check(self, s: Sample) -> tuple[str, str] | None:
         """None if the sample may be stored, else ``(kind, message)``."""
@@ -63,6 +64,11 @@ class Intake:
                 health.bad(*problem)
         health.seen(good)
         self.writer.submit(good, ack)
+        for listen in self.listeners:
+            try:
+                listen(good)
+            except Exception:  # noqa: BLE001 - a listener's failure must not lose data or stop ingestion
+                log.exception("sample listener %r failed", listen)
 
 
 class Gateway:
@@ -156,6 +162,17 @@ class Gateway:
             rows.append(r)
         with self.engine.begin() as conn:
             upsert(conn, TABLES["ingest_health"], rows, ["source"])
+
+    def sources(self) -> list[tuple[SourceHealth, list[str]]]:
+        """Each connection's health with the device ids it serves (for communication-loss alarms)."""
+        out = []
+        for a, h in zip(self.adapters, self.health[1:]):
+            if hasattr(a, "topics"):                       # MQTT: the devices behind its topic table
+                devices = sorted({tag.split(".", 1)[0] for tag in a.topics.values()})
+            else:
+                devices = [d.device for d in a.conn.devices]
+            out.append((h, devices))
+        return out
 
     def live_value(self, tag: str, max_age_s: float = 15.0) -> float | None:
         """The newest reading of ``tag`` [its unit] if of good quality and received in the last ``max_age_s``

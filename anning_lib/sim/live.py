@@ -37,6 +37,7 @@ class LiveValues:
         self._setpoints: dict[str, float] = {}   # bess device id -> setpoint [kW] written by a client
         self._soc: dict[str, float] = {}         # bess device id -> live state of charge [-]
         self._last: pd.Timestamp | None = None
+        self._faults: dict[str, tuple[str, float | None]] = {}   # tag -> (mode, value): injected faults
         self._upstream = {}
         for eid, d in sim.park.iter_devices():
             if d.type == "bess":
@@ -62,6 +63,31 @@ class LiveValues:
             tag = f"{device_id}.soc_frac"
             self._soc[device_id] = float(self._frame[tag].iloc[-1] if self._last is None else self._row(self._last)[tag])
         self._setpoints[device_id] = float(p_set_kw)
+
+    def inject(self, tag: str, mode: str, value: float | None = None) -> None:
+        """Inject a fault into one point's readings, for tests and demonstrations of alarms.
+
+        ``stuck``: the reading freezes at its next value; ``offset``: ``value`` is added to every reading (a
+        meter out of calibration, breaking an energy balance); ``set``: the reading is ``value`` (a spike, or a
+        fault word); ``clear``: back to the simulated value.
+        """
+        if mode not in ("stuck", "offset", "set", "clear"):
+            raise ValueError(f"mode: {mode!r} is not stuck, offset, set or clear")
+        if mode == "clear":
+            self._faults.pop(tag, None)
+        else:
+            self._faults[tag] = (mode, value)
+
+    def _apply_faults(self, row: dict[str, float]) -> None:
+        for tag, (mode, value) in list(self._faults.items()):
+            if mode == "stuck":
+                if value is None:
+                    self._faults[tag] = (mode, row[tag])
+                row[tag] = self._faults[tag][1]
+            elif mode == "offset":
+                row[tag] += value
+            else:
+                row[tag] = value
 
     def _roll(self, now: pd.Timestamp) -> None:
         while now >= self._frame.index[-1] + pd.Timedelta("1min"):
@@ -98,4 +124,5 @@ class LiveValues:
             row[f"{dev_id}.soc_frac"] = self._soc[dev_id]
             for meter in self._upstream[dev_id]:
                 row[f"{meter}.p_kw"] -= delta  # more discharge -> less drawn from upstream
+        self._apply_faults(row)
         return row

@@ -187,3 +187,24 @@ def enterprise_tags(conn: Connection | Engine, enterprise_id: str, quantity: str
     if quantity is not None:
         q = q.where(pt.c.quantity == quantity)
     return [t for (t,) in conn.execute(q.order_by(pt.c.tag))]
+
+
+ROLES: dict[str, str] = {
+    "admin": "everything: users, devices, points, factors, tariffs, strategies, system config",
+    "operator": "everything operational: acknowledge alarms, work orders, dispatch, reports",
+    "enterprise": "only its own enterprise's data; acknowledges its alarms",
+    "visitor": "park overview and public figures; no actions",
+}
+"""The roles of the ``role`` table (ARCHITECTURE.md §6). ``system`` is not a login role: it is the actor of
+the library's own jobs and never stored."""
+
+
+def sync_roles(engine: Engine) -> None:
+    """Insert the rows of :data:`ROLES` missing from the ``role`` table (idempotent)."""
+    roles = TABLES["role"]
+    with engine.begin() as conn:
+        have = set(conn.execute(sa.select(roles.c.id)).scalars())
+        missing = [{"id": k, "description": v} for k, v in ROLES.items() if k not in have]
+        if missing:
+            conn.execute(sa.insert(roles), missing)
+

@@ -137,9 +137,11 @@ def init_db(engine: Engine, park: Park | None = None, addresses: dict[str, dict]
     dict or None
         The counts returned by :func:`anning_lib.store.assets.sync_park`, if a park was given.
     """
+    from anning_lib.store.assets import sync_park, sync_roles
+
     upgrade(engine, "head")
+    sync_roles(engine)
     if park is None:
         return None
-    from anning_lib.store.assets import sync_park
 
     return sync_park(engine, park, addresses)

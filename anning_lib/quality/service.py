@@ -1,0 +1,130 @@
+"""Alarms in operation: the engine fed by the gateway, transitions stored, notifications sent, shelving expired.
+
+:class:`AlarmService` listens to the gateway's accepted samples (``Intake.listeners``), evaluates them at once
+(cheap, in the gateway's loop) and queues the transitions; its :meth:`run` loop, every ``tick_s``, advances time
+(stale data, delays), turns each connection's health into communication-loss conditions, and stores and notifies
+in a worker thread, so the database or a slow mail server never holds up ingestion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+
+from sqlalchemy.engine import Engine
+
+from anning_lib.park.schema import Park
+from anning_lib.quality.alarms import apply, expire_shelving, list_alarms
+from anning_lib.quality.engine import AlarmEngine, Transition
+
+log = logging.getLogger(__name__)
+
+
+class AlarmService:
+    """The alarm engine wired to a gateway and the store.
+
+    Parameters
+    ----------
+    engine : Engine
+    park : Park
+    rules : list of AlarmRule
+    notify : callable, optional
+        called in a worker thread with each newly raised alarm row (dict) that is not shelved, e.g.
+        ``lambda row: deliver(engine, channels, render(row))``.
+    """
+
+    def __init__(self, engine: Engine, park: Park, rules, *, notify: Callable[[dict], None] | None = None,
+                 fault_codes: dict | None = None, say: Callable[[str], None] = lambda _m: None):
+        self.engine, self.park = engine, park
+        self.alarms = AlarmEngine(park, rules, fault_codes, start_s=time.time())
+        self.notify, self.say = notify, say
+        self._queue: list[Transition] = []
+        self._connected: dict[str, bool] = {}
+        self.n_raised = self.n_cleared = 0
+
+    def __call__(self, samples) -> None:
+        """An ``Intake`` listener: evaluate accepted samples now, store later."""
+        self._queue.extend(self.alarms.on_samples(samples))
+
+    def step(self, now_s: float, sources=()) -> list[Transition]:
+        """Advance time and connection health; returns the transitions to store (and clears the queue)."""
+        out, self._queue = self._queue, []
+        out += self.alarms.on_tick(now_s)
+        for health, devices in sources:
+            up = bool(health.connected)
+            if self._connected.get(health.source) != up:
+                self._connected[health.source] = up
+                out += self.alarms.on_health(devices, up, now_s)
+        return out
+
+    def store(self, transitions: list[Transition]) -> list[tuple[int, str]]:
+        """Store transitions, notify new alarms (blocking: run in a worker thread)."""
+        changed = apply(self.engine, transitions)
+        raised = [aid for aid, action in changed if action == "raise"]
+        self.n_raised += len(raised)
+        self.n_cleared += sum(action == "clear" for _aid, action in changed)
+        if raised and self.notify is not None:
+            rows = {r["id"]: r for r in list_alarms(self.engine, open_only=True)}
+            for aid in raised:
+                if aid in rows:
+                    try:
+                        self.notify(rows[aid])
+                    except Exception:  # noqa: BLE001 - delivery problems are recorded by the channel, not fatal
+                        log.exception("notification of alarm %s failed", aid)
+        return changed
+
+    async def run(self, stop: asyncio.Event, gateway=None, tick_s: float = 1.0) -> None:
+        """Every ``tick_s`` until ``stop``: time, health, store, notify; shelving expiry every minute."""
+        from anning_lib.aio import wait_or_stop
+
+        last_shelve = 0.0
+        while not await wait_or_stop(stop, tick_s):
+            now = time.time()
+            transitions = self.step(now, gateway.sources() if gateway is not None else ())
+            try:
+                changed = await asyncio.to_thread(self.store, transitions) if transitions else []
+                for aid, action in changed:
+                    self.say(f"alarm {aid} {action}")
+                if now - last_shelve > 60:
+                    last_shelve = now
+                    await asyncio.to_thread(expire_shelving, self.engine, dt.datetime.now(dt.UTC))
+            except Exception as err:  # noqa: BLE001 - the alarm loop must outlive a database hiccup
+                self._queue = transitions + self._queue       # not stored: try again next tick
+                self.say(f"alarms: tick failed, {len(transitions)} transitions kept: {type(err).__name__}: {err}")
+
+
+def rules_in_force(engine: Engine, park: Park, data_dir) -> tuple[list, list]:
+    """The rules file (``data/alarms/rules.yaml``) overridden by the admins' rows of ``alarm_rule``; returns
+    ``(rules, problems)``: a bad rule is reported and skipped, the others stay in force."""
+    import sqlalchemy as sa
+
+    from anning_lib.quality.rules import merge_rules, read_rules_file
+    from anning_lib.store.schema import TABLES
+
+    rules, problems = read_rules_file(data_dir / "alarms" / "rules.yaml", park)
+    t = TABLES["alarm_rule"]
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(t.c.id, t.c.definition, t.c.enabled))]
+    rules, more = merge_rules(rules, rows, park)
+    return rules, problems + more
+
+
+def alarm_service(engine: Engine, park: Park, settings, say: Callable[[str], None]) -> AlarmService:
+    """The alarm service of ``anning demo`` / ``anning ingest run``: rules in force, fault codes, notification
+    channels (``data/alarms/channels.yaml``); problems in the rule files are said, not fatal."""
+    from anning_lib.quality.notify import deliver, load_channels, render
+    from anning_lib.quality.rules import load_fault_codes
+
+    rules, problems = rules_in_force(engine, park, settings.data_dir)
+    for path, value, reason in problems:
+        say(f"alarms: rule skipped: {path}: {reason} (got {value!r})")
+    channels = [c for c in load_channels(settings.data_dir / "alarms" / "channels.yaml") if c.enabled]
+    notify = (lambda row: deliver(engine, channels, render(row, settings.timezone))) if channels else None
+    service = AlarmService(engine, park, rules, notify=notify,
+                           fault_codes=load_fault_codes(settings.data_dir / "alarms" / "fault_codes.yaml"), say=say)
+    say(f"alarms: {len(rules)} rules on {service.alarms.n_targets:,d} targets; "
+        f"{len(channels)} notification channels")
+    return service
