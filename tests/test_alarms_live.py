@@ -126,3 +126,26 @@ def test_injected_faults_raise_and_clear(engine, tmp_path):
     assert "0x0004" in fault["message"] and "cell over-temperature (test)" in fault["message"]   # 4 = bit 2
     print({k: round(v, 1) for k, v in timeline.items()})
 
+
+
+def test_out_of_range_readings_are_not_stored_but_raise_the_range_alarm(engine):
+    from anning_lib.ingest.gateway import Intake
+    from anning_lib.ingest.model import Sample, SourceHealth
+
+    init_db(engine, PARK)
+    rules, _ = load_rules([{"id": "r", "name": "SES power out of range", "target": {"tag": "SES.p_kw"},
+                            "condition": {"kind": "range"}, "severity": "medium"}], PARK)
+    stored = []
+
+    class Writer:
+        def submit(self, samples, ack=None):
+            stored.extend(samples)
+
+    intake = Intake(PARK, Writer())
+    service = AlarmService(engine, PARK, rules)
+    intake.listeners.append(service)
+    # SES.p_kw's limits in the park model are +-26,250 kW: 30,000 kW is refused by the store but seen by the alarm
+    intake([Sample("SES.p_kw", 1_000_000, 30_000.0, 0, 1_000.0)], SourceHealth("t", "modbus"))
+    assert stored == []
+    changed = service.store(service.step(1_001.0))
+    assert [a for _i, a in changed] == ["raise"]

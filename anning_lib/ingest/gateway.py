@@ -39,7 +39,8 @@ class Intake:
         self.writer = writer
         self.points = {point_tag(d.id, p.id): p for _e, d, p in park.iter_points()}
         self.last: dict[str, Sample] = {}   # tag -> newest accepted sample (live values for dashboards)
-        self.listeners: list = []           # callables given every batch of accepted samples (the alarm engine)
+        self.listeners: list = []           # callables given every batch of accepted samples and of readings
+                                            # rejected as out of range (the alarm engine)
 
     def check(self, s: Sample) -> tuple[str, str] | None:
         """None if the sample may be stored, else ``(kind, message)``."""
@@ -52,21 +53,24 @@ class Intake:
         return ("out_of_range" if math.isfinite(s.value) else "not_finite"), f"{s.tag}: {why}"
 
     def __call__(self, samples: list[Sample], health: SourceHealth, ack: Ack | None = None) -> None:
-        good = []
+        good, heard = [], []       # heard: what listeners get: stored samples and out-of-range readings
         for s in samples:
             problem = self.check(s)
             if problem is None:
                 good.append(s)
+                heard.append(s)
                 prev = self.last.get(s.tag)
                 if prev is None or s.ts_ms >= prev.ts_ms:
                     self.last[s.tag] = s
             else:
                 health.bad(*problem)
+                if problem[0] == "out_of_range":
+                    heard.append(s)    # not stored, but the range alarm must see it
         health.seen(good)
         self.writer.submit(good, ack)
         for listen in self.listeners:
             try:
-                listen(good)
+                listen(heard)
             except Exception:  # noqa: BLE001 - a listener's failure must not lose data or stop ingestion
                 log.exception("sample listener %r failed", listen)
 
