@@ -220,3 +220,29 @@ def test_bad_channels_file_names_the_field(tmp_path, doc, path, words):
     assert str(f) in str(exc.value) and words in str(exc.value)
     assert any(p == path for p, _v, _r in exc.value.problems), exc.value.report()
     assert "hunter2" not in str(exc.value)
+
+
+def test_a_raised_alarm_reaches_the_smtp_server_through_the_alarm_service(engine, smtpd):
+    """End to end: a reading above the limit -> the engine raises -> stored -> e-mailed to a real SMTP server."""
+    from anning_lib.ingest.model import Sample
+    from anning_lib.park import load_park
+    from anning_lib.quality.notify import deliver, render
+    from anning_lib.quality.rules import load_rules
+    from anning_lib.quality.service import AlarmService
+    from anning_lib.store import init_db
+
+    park = load_park()
+    init_db(engine, park)
+    ctl, handler = smtpd
+    channels = one(smtp_channel(ctl.port))
+    rules, _ = load_rules([{"id": "hi", "name": "SES power high", "target": {"tag": "SES.p_kw"},
+                            "condition": {"kind": "range", "high": 20_000}, "severity": "high"}], park)
+    service = AlarmService(engine, park, rules, notify=lambda row: deliver(engine, channels, render(row)))
+    service([Sample("SES.p_kw", 1_000_000, 24_000.0, 0, 1_000.0)])
+    changed = service.store(service.step(1_000.5))
+    assert [a for _i, a in changed] == ["raise"]
+    assert len(handler.envelopes) == 1
+    env = handler.envelopes[0]
+    assert sorted(env.rcpt_tos) == ["boss@park.example", "ops@park.example"]
+    assert "SES.p_kw" in env.content.decode("utf-8", "replace")
+    assert [n["status"] for n in notifications(engine)] == ["sent"]
