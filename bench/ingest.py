@@ -39,7 +39,12 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from anning_lib.ingest.gateway import Gateway  # noqa: E402
-from anning_lib.ingest.pointmap import MqttConnection, MqttTls, PointMaps, convention_topic  # noqa: E402
+from anning_lib.ingest.pointmap import (  # noqa: E402
+    MqttConnection,
+    MqttTls,
+    PointMaps,
+    convention_topic,
+)
 from anning_lib.ingest.writer import BatchWriter, samples_frame  # noqa: E402
 from anning_lib.park import load_park  # noqa: E402
 from anning_lib.sim.mqtt_broker import MosquittoBroker  # noqa: E402

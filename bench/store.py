@@ -33,7 +33,12 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from anning_lib.store import (  # noqa: E402
-    init_db, make_engine, point_ids, read_enterprise, refresh_rollups, write_measurements,
+    init_db,
+    make_engine,
+    point_ids,
+    read_enterprise,
+    refresh_rollups,
+    write_measurements,
 )
 from anning_lib.store.assets import upsert  # noqa: E402
 from anning_lib.store.engine import normalise_url  # noqa: E402

@@ -12,7 +12,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from anning_lib.carbon.assets import compliance_position, holdings, project_year_end, validate_movement
+from anning_lib.carbon.assets import (
+    compliance_position,
+    holdings,
+    project_year_end,
+    validate_movement,
+)
 from anning_lib.carbon.ledger import position, read_ledger, record_movement
 from anning_lib.errors import AnningError, CarbonError
 from anning_lib.store import count_rows

@@ -14,15 +14,20 @@ from functools import lru_cache
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO
 
 from anning_lib.carbon.compute import compare, compute_enterprise, compute_park
 from anning_lib.carbon.factors import load_factor_set
-from anning_lib.carbon.records import load_run, month_bounds, run_versions, save_activities
+from anning_lib.carbon.records import (
+    load_run,
+    month_bounds,
+    run_versions,
+    save_activities,
+)
 from anning_lib.errors import CarbonError
 from anning_lib.park import load_park
 from anning_lib.sim import ParkSimulator, to_long
 from anning_lib.store import init_db, write_measurements
-from conftest import REPO
 
 PARK = load_park()
 FS = load_factor_set()

@@ -11,8 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from anning_lib.carbon.accounting import Activity, account
-from anning_lib.carbon.activity_file import (TEMPLATE_COLUMNS, TEMPLATE_ROWS, import_activity_file,
-                                             parse_activity_table, read_activity_table, write_template)
+from anning_lib.carbon.activity_file import (
+    TEMPLATE_COLUMNS,
+    TEMPLATE_ROWS,
+    import_activity_file,
+    parse_activity_table,
+    read_activity_table,
+    write_template,
+)
 from anning_lib.carbon.factors import load_factor_set
 from anning_lib.carbon.records import entered_activities, month_bounds, save_activities
 from anning_lib.errors import ImportFileError

@@ -17,9 +17,23 @@ import pandas as pd
 import pytest
 
 from anning_lib.errors import AnningError, ForecastError
-from anning_lib.forecast.backtest import backtest, compare, mae, mape, metrics, pinball_loss, rmse, smape
+from anning_lib.forecast.backtest import (
+    backtest,
+    compare,
+    mae,
+    mape,
+    metrics,
+    pinball_loss,
+    rmse,
+    smape,
+)
 from anning_lib.forecast.models import (
-    Forecaster, GradientBoosting, MeanOfWeekdays, Persistence, SeasonalNaive, features,
+    Forecaster,
+    GradientBoosting,
+    MeanOfWeekdays,
+    Persistence,
+    SeasonalNaive,
+    features,
 )
 from anning_lib.forecast.series import Seasons, check_series, min_length
 

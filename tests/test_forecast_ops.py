@@ -13,16 +13,20 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from anning_lib.forecast.backtest import backtest
 from anning_lib.forecast.operate import (
-    latest_model, park_targets, read_forecast, regular_history, run_all,
+    latest_model,
+    park_targets,
+    read_forecast,
+    regular_history,
+    run_all,
 )
 from anning_lib.forecast.pv import ClearSkyIndexPv
 from anning_lib.park import load_park
 from anning_lib.sim import ParkSimulator, to_long
 from anning_lib.store import init_db, write_measurements
-from conftest import REPO
 
 PARK = load_park()
 

@@ -9,18 +9,18 @@ from datetime import date
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from conftest import REPO, free_port
 
 from anning_lib.errors import IngestError
 from anning_lib.ingest.control import check_setpoint, write_setpoint
-from anning_lib.ingest.model import SourceHealth
 from anning_lib.ingest.modbus import ModbusPoller
+from anning_lib.ingest.model import SourceHealth
 from anning_lib.ingest.pointmap import load_pointmaps
 from anning_lib.park import load_park
 from anning_lib.sim import ParkSimulator
 from anning_lib.sim.live import LiveValues
 from anning_lib.sim.modbus_server import SimModbusServer
 from anning_lib.store import init_db
-from conftest import REPO, free_port
 
 PARK = load_park()
 MAPS = load_pointmaps(REPO / "ingest", PARK)

@@ -17,11 +17,21 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from anning_lib.errors import IngestError
-from anning_lib.ingest.model import Quality, SourceHealth
 from anning_lib.ingest.modbus import (
-    ModbusPoller, decode_registers, encode_value, parse_block, parse_device, read_plan,
+    ModbusPoller,
+    decode_registers,
+    encode_value,
+    parse_block,
+    parse_device,
+    read_plan,
 )
-from anning_lib.ingest.pointmap import ModbusConnection, ModbusDevice, ModbusPoint, load_pointmaps
+from anning_lib.ingest.model import Quality, SourceHealth
+from anning_lib.ingest.pointmap import (
+    ModbusConnection,
+    ModbusDevice,
+    ModbusPoint,
+    load_pointmaps,
+)
 from anning_lib.park import load_park
 from anning_lib.sim.modbus_server import SimModbusServer
 

@@ -256,10 +256,10 @@ def test_persistent_session_keeps_messages_sent_while_the_gateway_is_away(engine
 
 def test_embedded_fallback_broker_carries_the_convention(engine, tmp_path):
     """The demo's fallback where Mosquitto is absent (amqtt, plain TCP): the gateway ingests through it."""
+    from conftest import free_port
+
     from anning_lib.sim.mqtt_broker import EmbeddedBroker
     from anning_lib.sim.serve import fallback_maps
-
-    from conftest import free_port
 
     init_db(engine, PARK)
     port = free_port()

@@ -22,7 +22,13 @@ from anning_lib.errors import IngestError
 from anning_lib.ingest.model import Quality, SourceHealth
 from anning_lib.ingest.opcua import OpcuaSubscriber, mapped_nodes, sample_from_datavalue
 from anning_lib.ingest.opcua_pki import ensure_opcua_pki
-from anning_lib.ingest.pointmap import OpcuaConnection, OpcuaDevice, OpcuaPoint, OpcuaSecurity, load_pointmaps
+from anning_lib.ingest.pointmap import (
+    OpcuaConnection,
+    OpcuaDevice,
+    OpcuaPoint,
+    OpcuaSecurity,
+    load_pointmaps,
+)
 from anning_lib.park import load_park, parse_park
 from anning_lib.sim.opcua_server import SimOpcuaServer
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import REPO
 from nbclient import NotebookClient
 
 from anning_lib.park import load_park
 from anning_lib.sim import ParkSimulator, to_long
 from anning_lib.sim.activity import write_demo_activity
 from anning_lib.store import init_db, make_engine, write_measurements
-from conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 

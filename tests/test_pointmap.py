@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from anning_lib.errors import ConfigError, PointMapError
-from anning_lib.ingest.pointmap import SecretRef, check_against_park, load_pointmaps, mqtt_topic_table, parse_pointmap
+from anning_lib.ingest.pointmap import (
+    SecretRef,
+    check_against_park,
+    load_pointmaps,
+    mqtt_topic_table,
+    parse_pointmap,
+)
 from anning_lib.park import load_park
 
 REPO = Path(__file__).resolve().parent.parent

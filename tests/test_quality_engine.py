@@ -144,8 +144,10 @@ def test_enterprise_users_see_and_ack_only_their_own(engine):
     mine = list_alarms(engine, e05)
     assert [r["enterprise_id"] for r in mine] == ["E05"]
     theirs = next(r["id"] for r in list_alarms(engine) if r["enterprise_id"] == "E10")
-    with pytest.raises(QualityError, match="E10"):
+    with pytest.raises(QualityError, match=f"alarm {theirs}: no such alarm"):      # E10's does not exist for E05
         ack(engine, e05, theirs)
+    with pytest.raises(QualityError, match=f"alarm {theirs}: no such alarm"):
+        history(engine, e05, theirs)
     assert ack(engine, e05, mine[0]["id"]) == "active_ack"
     with pytest.raises(QualityError, match="shelve"):
         shelve(engine, e05, mine[0]["id"], dt.timedelta(hours=1), "no")
@@ -171,3 +173,43 @@ def test_alarms_cli(engine, monkeypatch, tmp_path):
     assert r.exit_code == 0 and "OK" in r.stdout
     with engine.connect() as c:
         assert c.execute(sa.text("select count(*) from alarm_event where action = 'acked'")).scalar() == 1
+
+
+def test_comm_loss_with_delays_raises_and_clears_on_ticks():
+    # the shipped rules delay communication loss by 10 s: the health changes once, the delay completes on ticks
+    comm = {"id": "comm", "name": "comm lost", "target": {"device": "SES"}, "condition": {"kind": "comm_loss"},
+            "severity": "high", "on_delay_s": 10, "off_delay_s": 5}
+    eng = engine_with(comm)
+    assert eng.on_health(["SES"], False, 1_000.0) == []
+    assert eng.on_tick(1_009.0) == []
+    assert [(t.action, t.t_s) for t in eng.on_tick(1_010.0)] == [("raise", 1_010.0)]
+    assert eng.on_health(["SES"], True, 1_020.0) == []
+    assert [(t.action, t.t_s) for t in eng.on_tick(1_025.0)] == [("clear", 1_025.0)]
+
+
+def test_after_a_restart_open_alarms_clear_and_orphans_close(engine):
+    from anning_lib.quality.service import AlarmService
+
+    init_db(engine, PARK)
+    gone = {"id": "gone", "name": "a rule since removed", "target": {"tag": "SES.p_kw"},
+            "condition": {"kind": "range", "high": 10}, "severity": "low"}
+    first = engine_with(HIGH, gone)
+    apply(engine, feed(first, "SES.soc_frac", [0.95] * 3) + feed(first, "SES.p_kw", [100.0]))
+    # a new process with only HIGH: SOC is back to normal while it was down
+    rules, _ = load_rules([HIGH], PARK)
+    service = AlarmService(engine, PARK, rules)
+    closed = service.resume()
+    assert len(closed) == 1 and list_alarms(engine, open_only=False)[0]["state"] in ("active_unack", "cleared")
+    service([S("SES.soc_frac", t * 1000, 0.80) for t in (5_000, 5_001, 5_002, 5_003)])
+    changed = service.store(service.step(5_003.5))
+    assert [a for _i, a in changed] == ["clear"]
+    states = {r["rule_id"]: r["state"] for r in list_alarms(engine, open_only=False)}
+    assert states == {"high": "cleared_unack", "gone": "cleared"}
+
+
+def test_a_template_that_does_not_fit_never_blocks_the_others(engine):
+    init_db(engine, PARK)
+    odd = HIGH | {"id": "odd", "message": "{tag}: {text:.1f}"}        # a format that cannot apply to text
+    plain = HIGH | {"id": "plain"}
+    changed = apply(engine, feed(engine_with(odd, plain), "SES.soc_frac", [0.95] * 3))
+    assert [a for _i, a in changed] == ["raise", "raise"]

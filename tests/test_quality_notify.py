@@ -241,6 +241,7 @@ def test_a_raised_alarm_reaches_the_smtp_server_through_the_alarm_service(engine
     service([Sample("SES.p_kw", 1_000_000, 24_000.0, 0, 1_000.0)])
     changed = service.store(service.step(1_000.5))
     assert [a for _i, a in changed] == ["raise"]
+    service.send([aid for aid, _a in changed])            # what the service's loop does in its own thread
     assert len(handler.envelopes) == 1
     env = handler.envelopes[0]
     assert sorted(env.rcpt_tos) == ["boss@park.example", "ops@park.example"]

@@ -242,8 +242,12 @@ def test_create_from_alarm_copies_device_enterprise_and_records_event(park):
     # an enterprise user can open one from its own alarm, not from another enterprise's
     other = add_alarm(engine, device_id="E02-M0", enterprise_id="E02", target="E02-M0.p_kw")
     assert wo.create(engine, a["ent1"], "our furnace", alarm_id=alarm_id)
-    with pytest.raises(QualityError, match="user 'ent1'.*may not workorder.create on enterprise E02"):
+    # another enterprise's alarm does not exist for this user (the refusal does not reveal it), nor a park alarm
+    with pytest.raises(QualityError, match=f"alarm_id: unknown alarm {other}"):
         wo.create(engine, a["ent1"], "", alarm_id=other)
+    park_alarm = add_alarm(engine, device_id=None, enterprise_id=None, target="GRID.p_kw")
+    with pytest.raises(QualityError, match=f"alarm_id: unknown alarm {park_alarm}"):
+        wo.create(engine, a["ent1"], "", alarm_id=park_alarm, enterprise_id="E01")
     with pytest.raises(QualityError, match="device_id: 'E01-M0' differs from alarm"):
         wo.create(engine, a["op1"], "", alarm_id=alarm_id, device_id="E01-M0")
     assert len(rows(engine, "alarm_event")) == 2

@@ -8,16 +8,23 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import REPO, tiny_park_dict
 
 from anning_lib.errors import StoreError
 from anning_lib.park import parse_park
 from anning_lib.store import (
-    count_rows, current_revision, downgrade, head_revision, init_db, make_engine, point_ids, read_series,
+    count_rows,
+    current_revision,
+    downgrade,
+    head_revision,
+    init_db,
+    make_engine,
+    point_ids,
+    read_series,
     upgrade,
 )
 from anning_lib.store.engine import normalise_url
 from anning_lib.store.schema import TABLES, Base
-from conftest import REPO, tiny_park_dict
 
 UTC = dt.timezone.utc
 ASSET_TABLES = ["enterprise", "building", "device", "point"]

@@ -13,7 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from anning_lib.errors import StoreError
-from anning_lib.store import count_rows, read_enterprise, read_series, refresh_rollups, write_measurements
+from anning_lib.store import (
+    count_rows,
+    read_enterprise,
+    read_series,
+    refresh_rollups,
+    write_measurements,
+)
 
 UTC = dt.timezone.utc
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")

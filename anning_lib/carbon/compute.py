@@ -14,7 +14,13 @@ from sqlalchemy.engine import Engine
 from anning_lib.carbon.accounting import METERED_KINDS, Activity, account, totals
 from anning_lib.carbon.factors import FactorSet
 from anning_lib.carbon.metered import metered_activities
-from anning_lib.carbon.records import entered_activities, load_run, month_bounds, store_run, store_runs
+from anning_lib.carbon.records import (
+    entered_activities,
+    load_run,
+    month_bounds,
+    store_run,
+    store_runs,
+)
 from anning_lib.carbon.units import convert
 from anning_lib.errors import CarbonError
 from anning_lib.park.schema import Park

@@ -15,7 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from anning_lib.carbon.assets import (
-    CCER_CAP_FRAC, LEDGER_COLUMNS, TZ, _year, compliance_position, project_year_end, validate_movement,
+    CCER_CAP_FRAC,
+    LEDGER_COLUMNS,
+    TZ,
+    _year,
+    compliance_position,
+    project_year_end,
+    validate_movement,
 )
 from anning_lib.carbon.records import newest_version
 from anning_lib.errors import CarbonError

@@ -22,7 +22,12 @@ from sqlalchemy.engine import Engine
 
 from anning_lib.errors import ForecastError
 from anning_lib.forecast.backtest import backtest, metrics
-from anning_lib.forecast.models import Forecaster, GradientBoosting, Persistence, SeasonalNaive
+from anning_lib.forecast.models import (
+    Forecaster,
+    GradientBoosting,
+    Persistence,
+    SeasonalNaive,
+)
 from anning_lib.forecast.pv import ClearSkyIndexPv
 from anning_lib.park.schema import Park
 from anning_lib.store.assets import upsert

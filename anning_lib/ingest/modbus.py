@@ -25,7 +25,13 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from anning_lib.aio import wait_or_stop
 from anning_lib.errors import IngestError
 from anning_lib.ingest.model import Quality, Sample, Sink, SourceHealth
-from anning_lib.ingest.pointmap import RAW_RANGE, REGISTERS, ModbusConnection, ModbusDevice, ModbusPoint
+from anning_lib.ingest.pointmap import (
+    RAW_RANGE,
+    REGISTERS,
+    ModbusConnection,
+    ModbusDevice,
+    ModbusPoint,
+)
 
 log = logging.getLogger("anning.ingest.modbus")
 

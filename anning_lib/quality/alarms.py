@@ -17,14 +17,17 @@ expires (at most :data:`MAX_SHELVE`). No second alarm is raised for a (rule, tar
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from anning_lib.errors import QualityError
-from anning_lib.quality.access import SYSTEM, Actor, require, scope_filter
+from anning_lib.quality.access import SYSTEM, Actor, can_see, require, scope_filter
 from anning_lib.quality.engine import Transition
 from anning_lib.store.schema import TABLES
+
+log = logging.getLogger(__name__)
 
 OPEN = ("active_unack", "active_ack", "cleared_unack")
 ACTIVE = ("active_unack", "active_ack")
@@ -43,15 +46,8 @@ def _event(conn: Connection, alarm_id: int, ts: dt.datetime, action: str, user_i
 
 
 def message_of(tr: Transition) -> str:
-    """The alarm text: the rule's template filled in, or the rule's name with the value and limit."""
-    d = tr.detail
-    if tr.rule.message:
-        try:
-            return tr.rule.message.format(tag=tr.target, value=d.get("value"), limit=d.get("limit"), **d)
-        except (KeyError, IndexError, ValueError):
-            pass
-    extra = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items() if v is not None)
-    return f"{tr.rule.name}: {tr.target}" + (f" ({extra})" if extra else "")
+    """The alarm text: the rule's template filled in, or the check's own text (:meth:`AlarmRule.render`)."""
+    return tr.rule.render(tr.target, tr.detail)
 
 
 def _open_alarm(conn: Connection, tr: Transition):
@@ -100,7 +96,12 @@ def apply(engine: Engine, transitions: list[Transition], point_ids: dict[str, in
         if point_ids is None:
             point_ids = point_id_map(conn)
         for tr in transitions:
-            aid = _raise(conn, tr, point_ids.get(tr.target)) if tr.action == "raise" else _clear(conn, tr)
+            try:
+                with conn.begin_nested():        # one bad transition must not lose the others
+                    aid = _raise(conn, tr, point_ids.get(tr.target)) if tr.action == "raise" else _clear(conn, tr)
+            except (sa.exc.DataError, sa.exc.IntegrityError, TypeError, ValueError) as err:
+                log.error("alarm transition %s %s/%s not stored: %s", tr.action, tr.rule.id, tr.target, err)
+                continue
             if aid is not None:
                 out.append((aid, tr.action))
     return out
@@ -112,10 +113,11 @@ def point_id_map(conn: Connection) -> dict[str, int]:
     return {r.tag: r.id for r in conn.execute(sa.select(p.c.id, p.c.tag))}
 
 
-def _get(conn: Connection, alarm_id: int):
+def _get(conn: Connection, alarm_id: int, actor: Actor = SYSTEM):
+    """The alarm row; one the actor may not see does not exist for it (the refusal reveals nothing)."""
     a = TABLES["alarm"]
     row = conn.execute(sa.select(a).where(a.c.id == alarm_id)).first()
-    if row is None:
+    if row is None or not can_see(actor, row.enterprise_id):
         raise QualityError(f"alarm {alarm_id}: no such alarm")
     return row
 
@@ -125,7 +127,7 @@ def ack(engine: Engine, actor: Actor, alarm_id: int, note: str = "", now: dt.dat
     now = now or dt.datetime.now(dt.UTC)
     a = TABLES["alarm"]
     with engine.begin() as conn:
-        row = _get(conn, alarm_id)
+        row = _get(conn, alarm_id, actor)
         require(actor, "alarm.ack", row.enterprise_id)
         new = {"active_unack": "active_ack", "cleared_unack": "cleared"}.get(row.state)
         if new is None:
@@ -146,7 +148,7 @@ def shelve(engine: Engine, actor: Actor, alarm_id: int, duration: dt.timedelta, 
         raise QualityError("reason: shelving needs a reason")
     a = TABLES["alarm"]
     with engine.begin() as conn:
-        row = _get(conn, alarm_id)
+        row = _get(conn, alarm_id, actor)
         require(actor, "alarm.shelve", row.enterprise_id)
         if row.state not in OPEN:
             raise QualityError(f"alarm {alarm_id}: state {row.state!r} is closed, nothing to shelve")
@@ -157,16 +159,47 @@ def shelve(engine: Engine, actor: Actor, alarm_id: int, duration: dt.timedelta, 
 
 
 def expire_shelving(engine: Engine, now: dt.datetime | None = None) -> list[int]:
-    """Return alarms whose shelving has ended to the active list; returns their ids."""
+    """Return open alarms whose shelving has ended to the active list; returns their ids."""
     now = now or dt.datetime.now(dt.UTC)
     a = TABLES["alarm"]
     with engine.begin() as conn:
-        ids = [r.id for r in conn.execute(sa.select(a.c.id).where(a.c.shelved_until.is_not(None),
-                                                                  a.c.shelved_until <= now))]
+        ended = sa.and_(a.c.shelved_until.is_not(None), a.c.shelved_until <= now)
+        ids = [r.id for r in conn.execute(sa.select(a.c.id).where(ended, a.c.state.in_(OPEN)))]
         for aid in ids:
-            conn.execute(sa.update(a).where(a.c.id == aid).values(shelved_until=None, updated_at=now))
             _event(conn, aid, now, "unshelved")
+        conn.execute(sa.update(a).where(ended).values(shelved_until=None))
     return ids
+
+
+def open_keys(engine: Engine) -> dict[tuple[str, str], str]:
+    """(rule id, target) -> state of every open alarm raised by a rule (to resume the engine after a restart)."""
+    a = TABLES["alarm"]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(a.c.rule_id, a.c.target, a.c.state).where(a.c.state.in_(OPEN),
+                                                                                 a.c.rule_id.is_not(None)))
+        return {(r.rule_id, r.target): r.state for r in rows}
+
+
+def close_orphans(engine: Engine, keys: list[tuple[str, str]], reason: str,
+                  now: dt.datetime | None = None) -> list[int]:
+    """Close open alarms of rules no longer in force (removed or disabled): cleared, with the reason."""
+    now = now or dt.datetime.now(dt.UTC)
+    a, out = TABLES["alarm"], []
+    with engine.begin() as conn:
+        for rule_id, target in keys:
+            for r in conn.execute(sa.select(a.c.id).where(a.c.rule_id == rule_id, a.c.target == target,
+                                                          a.c.state.in_(OPEN))).all():
+                conn.execute(sa.update(a).where(a.c.id == r.id).values(state="cleared", cleared_at=now,
+                                                                       updated_at=now))
+                _event(conn, r.id, now, "cleared", detail={"reason": reason})
+                out.append(r.id)
+    return out
+
+
+def get_alarm(engine: Engine, alarm_id: int) -> dict:
+    """One alarm row (no scoping: for the library's own jobs)."""
+    with engine.connect() as conn:
+        return dict(_get(conn, alarm_id)._mapping)
 
 
 def list_alarms(engine: Engine, actor: Actor = SYSTEM, *, open_only: bool = True, include_shelved: bool = False,
@@ -192,6 +225,5 @@ def history(engine: Engine, actor: Actor, alarm_id: int) -> list[dict]:
     """Every step of one alarm, oldest first."""
     e = TABLES["alarm_event"]
     with engine.connect() as conn:
-        row = _get(conn, alarm_id)
-        require(actor, "alarm.see", row.enterprise_id)
+        row = _get(conn, alarm_id, actor)
         return [dict(r._mapping) for r in conn.execute(sa.select(e).where(e.c.alarm_id == alarm_id).order_by(e.c.id))]

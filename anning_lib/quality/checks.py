@@ -304,6 +304,8 @@ class BalanceDetector:
         self.main_tag, self.load_tags, self.source_tags = main_tag, list(load_tags), list(source_tags)
         self.loss_frac, self.tolerance_frac, self.min_kw = loss_frac, tolerance_frac, min_kw
         self.max_skew_s = max_skew_s
+        self._tags = [self.main_tag, *self.load_tags, *self.source_tags]
+        self._tagset = frozenset(self._tags)
         self._latest: dict[str, tuple[float, float]] = {}
         self.detail: dict = {}
 
@@ -319,14 +321,14 @@ class BalanceDetector:
     @property
     def tags(self) -> list[str]:
         """Every tag the balance reads."""
-        return [self.main_tag, *self.load_tags, *self.source_tags]
+        return list(self._tags)
 
     def update_values(self, t_s: float, values: dict[str, float]) -> bool | None:
         for tag, v in values.items():
-            if tag in self.tags and math.isfinite(v):
+            if tag in self._tagset and math.isfinite(v):
                 self._latest[tag] = (t_s, v)
         fresh = {k: v for k, (ts, v) in self._latest.items() if t_s - ts <= self.max_skew_s}
-        if any(tag not in fresh for tag in self.tags):
+        if any(tag not in fresh for tag in self._tags):
             return None
         main = fresh[self.main_tag]
         bad, mismatch = balance_violation(main, {k: fresh[k] for k in self.load_tags}, self.loss_frac,

@@ -79,11 +79,15 @@ class AlarmEngine:
         self._timed_ids: set[int] = set()
         self.suppressed = 0                                          # point alarms held back by a comm loss
         self._lost: set[str] = set()                                 # devices with an active comm_loss alarm
+        self.problems: list[tuple[str, str, str]] = []                # (rule id, target, why) not evaluated
         owner = {d.id: e for e, d in park.iter_devices()}
         for rule in rules:
             if rule.enabled:
                 for target in expand(rule, park):
-                    self._add(park, rule, target, owner)
+                    try:
+                        self._add(park, rule, target, owner)
+                    except (ValueError, KeyError) as err:            # one bad target never stops the others
+                        self.problems.append((rule.id, target, str(err)))
 
     def _add(self, park: Park, rule: AlarmRule, target: str, owner: dict) -> None:
         kind = rule.condition.kind
@@ -122,7 +126,9 @@ class AlarmEngine:
             states = self.by_tag.get(s.tag)
             if not states:
                 continue
-            t = s.ts_ms / 1000.0
+            # the gateway's receive time, the clock of on_tick too: a device whose clock is off (or samples that
+            # arrive out of order) cannot complete a delay early or clear before it raised
+            t = getattr(s, "recv_s", None) or s.ts_ms / 1000.0
             for st in states:
                 if st.rule.condition.kind == "balance":
                     cond = st.detector.update_tag(s.tag, t, s.value, s.quality)
@@ -136,12 +142,27 @@ class AlarmEngine:
         out: list[Transition] = []
         for st in self.timed:
             self._step(st, st.detector.tick(now_s), now_s, out)
-        for states in self.by_tag.values():
-            for st in states:
-                pending = (st.true_since is not None) if not st.active else (st.false_since is not None)
-                if pending and id(st) not in self._timed_ids:
-                    self._step(st, None, now_s, out)
+        pending = [st for states in self.by_tag.values() for st in states if id(st) not in self._timed_ids]
+        pending += [st for states in self.comm.values() for st in states]
+        for st in {id(st): st for st in pending}.values():
+            if (st.true_since is not None) if not st.active else (st.false_since is not None):
+                self._step(st, None, now_s, out)
         return out
+
+    def resume(self, open_alarms: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+        """Take the open alarms of the store (``(rule id, target) -> state``) after a restart: an active one is
+        marked active, so that it clears when its condition is gone. Returns the keys no enabled rule covers."""
+        states = {(st.rule.id, st.target): st for v in [*self.by_tag.values(), *self.comm.values()] for st in v}
+        orphans = []
+        for key, state in open_alarms.items():
+            st = states.get(key)
+            if st is None:
+                orphans.append(key)
+            elif state in ("active_unack", "active_ack"):
+                st.active = True
+                if st.rule.condition.kind == "comm_loss":
+                    self._lost.add(st.device_id)
+        return orphans
 
     def on_health(self, device_ids: list[str], connected: bool, now_s: float) -> list[Transition]:
         """A gateway connection serving ``device_ids`` went up or down."""
@@ -162,8 +183,8 @@ class AlarmEngine:
         rule = st.rule
         if not st.active and st.true_since is not None and t - st.true_since >= rule.on_delay_s:
             if st.rule.condition.kind not in DEVICE_LEVEL and st.device_id in self._lost:
-                self.suppressed += 1
-                st.true_since = None          # counted once; re-armed if it still holds after the device is back
+                self.suppressed += 1          # counted once per on-delay while the device is lost
+                st.true_since = None          # re-armed: raised if it still holds after the device is back
                 return
             st.active = True
             if rule.condition.kind == "comm_loss":

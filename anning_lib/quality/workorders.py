@@ -128,15 +128,17 @@ def _load(conn: Connection, actor: Actor, wo_id: int, now: dt.datetime) -> dict:
     return d
 
 
-def _origin(conn: Connection, alarm_id: int | None, device_id: str | None,
+def _origin(conn: Connection, actor: Actor, alarm_id: int | None, device_id: str | None,
             enterprise_id: str | None) -> tuple[dict | None, str | None, str | None]:
     """The alarm row (if any), device and enterprise of a new work order, checked to exist and agree."""
     alarm = None
     if alarm_id is not None:
         alarm = conn.execute(sa.select(TABLES["alarm"]).where(TABLES["alarm"].c.id == alarm_id)).first()
-        if alarm is None:
+        if alarm is None or not can_see(actor, alarm.enterprise_id):   # what the user may not see does not exist
             raise QualityError(f"alarm_id: unknown alarm {alarm_id!r}")
         alarm = dict(alarm._mapping)
+        if enterprise_id is not None and alarm["enterprise_id"] is None:
+            raise QualityError(f"enterprise_id: alarm {alarm_id} is the park's, not {enterprise_id!r}'s")
         for field, given in (("device_id", device_id), ("enterprise_id", enterprise_id)):
             if given is not None and alarm[field] is not None and given != alarm[field]:
                 raise QualityError(f"{field}: {given!r} differs from alarm {alarm_id}'s {alarm[field]!r}")
@@ -177,7 +179,7 @@ def create(engine: Engine, actor: Actor, title: str, *, device_id: str | None = 
         enterprise_id = actor.enterprise_id
     title = (title or "").strip()
     with engine.begin() as conn:
-        alarm, device_id, enterprise_id = _origin(conn, alarm_id, device_id, enterprise_id)
+        alarm, device_id, enterprise_id = _origin(conn, actor, alarm_id, device_id, enterprise_id)
         require(actor, "workorder.create", enterprise_id)
         if not title and alarm is not None:
             title = (alarm["message"] or f"{alarm['kind']} {alarm['target'] or device_id or ''}").strip()

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anning_lib.dispatch.tariff import band_of, load_tou_bands
 from anning_lib.errors import SimulationError
 from anning_lib.park.catalogue import load_catalogue
 from anning_lib.park.schema import Device, Enterprise, Park, point_tag
 from anning_lib.sim.loads import load_activity
 from anning_lib.sim.pv import pv_output
-from anning_lib.dispatch.tariff import band_of, load_tou_bands
 from anning_lib.sim.storage import simulate_bess, tou_rule_setpoints
 from anning_lib.sim.weather import load_climate, weather_day
 

@@ -25,7 +25,11 @@ from anning_lib.ingest.opcua_pki import ensure_opcua_pki
 from anning_lib.ingest.pointmap import PointMaps, resolve_path
 from anning_lib.park.schema import Park
 from anning_lib.sim.live import LiveValues
-from anning_lib.sim.mqtt_broker import EmbeddedBroker, MosquittoBroker, mosquitto_available
+from anning_lib.sim.mqtt_broker import (
+    EmbeddedBroker,
+    MosquittoBroker,
+    mosquitto_available,
+)
 from anning_lib.sim.mqtt_publisher import SimMqttPublisher
 
 log = logging.getLogger("anning.sim")

@@ -35,7 +35,12 @@ from anning_lib.errors import StoreError
 from anning_lib.store.assets import enterprise_tags, point_ids
 from anning_lib.store.pgcopy import PGCOPY_HEADER, PGCOPY_TRAILER, pgcopy_binary
 from anning_lib.store.schema import TABLES
-from anning_lib.store.validate import EPOCH_TS, epoch_ints, instant, prepare_measurements
+from anning_lib.store.validate import (
+    EPOCH_TS,
+    epoch_ints,
+    instant,
+    prepare_measurements,
+)
 
 BUCKET_S = 900
 """Rollup bucket length [s] (15 min), aligned to UTC quarter hours (also Beijing quarter hours)."""
