@@ -225,5 +225,5 @@ def history(engine: Engine, actor: Actor, alarm_id: int) -> list[dict]:
     """Every step of one alarm, oldest first."""
     e = TABLES["alarm_event"]
     with engine.connect() as conn:
-        row = _get(conn, alarm_id, actor)
+        _get(conn, alarm_id, actor)                  # refuses what the actor may not see
         return [dict(r._mapping) for r in conn.execute(sa.select(e).where(e.c.alarm_id == alarm_id).order_by(e.c.id))]
