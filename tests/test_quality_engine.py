@@ -213,3 +213,23 @@ def test_a_template_that_does_not_fit_never_blocks_the_others(engine):
     plain = HIGH | {"id": "plain"}
     changed = apply(engine, feed(engine_with(odd, plain), "SES.soc_frac", [0.95] * 3))
     assert [a for _i, a in changed] == ["raise", "raise"]
+
+
+def test_an_admin_rule_overrides_the_file_and_a_bad_one_is_refused(engine):
+    from anning_lib.errors import AlarmRuleError
+    from anning_lib.quality.service import put_rule, rules_in_force
+
+    init_db(engine, PARK)
+    mine = {"id": "range.bess", "name": "Storage out of range (tighter)", "target": {"device_type": "bess"},
+            "condition": {"kind": "range", "deadband_frac": 0.02}, "severity": "high", "on_delay_s": 3}
+    with pytest.raises(QualityError, match="may not alarm.rule"):
+        put_rule(engine, Actor(None, "operator"), PARK, mine)
+    assert put_rule(engine, SYSTEM, PARK, mine) == "range.bess"
+    with pytest.raises(AlarmRuleError, match=r"rule.condition.max_change_per_s"):
+        put_rule(engine, SYSTEM, PARK, mine | {"id": "x", "condition": {"kind": "spike", "max_change_per_s": -1}})
+    from conftest import REPO
+    rules, problems = rules_in_force(engine, PARK, REPO / "data")
+    assert problems == []
+    by_id = {r.id: r for r in rules}
+    assert by_id["range.bess"].severity == "high" and by_id["range.bess"].on_delay_s == 3
+    assert "x" not in by_id and len(rules) == 55                     # replaced in place, nothing added

@@ -44,6 +44,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "workorder.create": frozenset({"admin", "operator", "system", "enterprise"}),
     "workorder.update": frozenset({"admin", "operator", "system"}),
     "workorder.comment": frozenset({"admin", "operator", "system", "enterprise"}),
+    "alarm.rule": frozenset({"admin", "system"}),
 }
 """Which roles may do an action; an ``enterprise`` actor only on items of its own enterprise. ``*.see`` is
 viewing one item (same rule as :func:`can_see`)."""

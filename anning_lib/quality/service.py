@@ -151,6 +151,39 @@ def rules_in_force(engine: Engine, park: Park, data_dir) -> tuple[list, list]:
     return rules, problems + more
 
 
+def put_rule(engine: Engine, actor, park: Park, definition: dict, enabled: bool = True) -> str:
+    """An admin's rule: validated against the park, then stored in ``alarm_rule`` (it overrides the file's rule of
+    the same id from the next start of the gateway). Returns the rule id.
+
+    Raises
+    ------
+    AlarmRuleError
+        naming every bad field; nothing is stored.
+    QualityError
+        when ``actor`` is not an admin.
+    """
+    import datetime as _dt
+
+    from anning_lib.errors import AlarmRuleError
+    from anning_lib.ingest.control import audit
+    from anning_lib.quality.access import require
+    from anning_lib.quality.rules import validate_rule
+    from anning_lib.store.assets import upsert
+    from anning_lib.store.schema import TABLES
+
+    require(actor, "alarm.rule", None)
+    rule, problems = validate_rule(definition, park, "rule")
+    if problems or rule is None:
+        raise AlarmRuleError(problems or [("rule", definition, "not a rule")])
+    with engine.begin() as conn:
+        upsert(conn, TABLES["alarm_rule"], [{"id": rule.id, "definition": definition, "enabled": enabled,
+                                             "updated_at": _dt.datetime.now(_dt.UTC), "updated_by": actor.user_id}],
+               ["id"])
+    audit(engine, "alarm_rule_set", f"alarm_rule:{rule.id}", {"definition": definition, "enabled": enabled},
+          actor.user_id)
+    return rule.id
+
+
 def alarm_service(engine: Engine, park: Park, settings, say: Callable[[str], None]) -> AlarmService:
     """The alarm service of ``anning demo`` / ``anning ingest run``: rules in force, fault codes, notification
     channels (``data/alarms/channels.yaml``); problems in the rule files are said, not fatal."""
