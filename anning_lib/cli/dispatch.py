@@ -25,6 +25,15 @@ def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def report_infeasible(err: InfeasibleError, as_json: bool) -> None:
+    """An infeasible problem is an answer, not a crash: said (as JSON with ``--json``), exit status 1."""
+    if as_json:
+        typer.echo(json.dumps({"status": "infeasible", "message": str(err)}))
+    else:
+        _say(f"anning: {err}")
+    sys.exit(1)
+
+
 @dispatch_app.command("optimize")
 def optimize_cmd(case_file: Path = typer.Option(..., "--case", help="case file (JSON, docs/dispatch.md)"),
                  as_json: bool = typer.Option(False, "--json", help="print JSON only"),
@@ -37,11 +46,7 @@ def optimize_cmd(case_file: Path = typer.Option(..., "--case", help="case file (
     try:
         schedule = optimize(case, time_limit_s=time_limit)
     except InfeasibleError as err:
-        if as_json:
-            typer.echo(json.dumps({"status": "infeasible", "message": str(err)}))
-        else:
-            _say(f"anning: {err}")
-        sys.exit(1)
+        report_infeasible(err, as_json)
     out = {"status": "optimal", **schedule.to_dict()}
     if as_json:
         typer.echo(json.dumps(out, indent=1))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
@@ -135,11 +134,9 @@ def _allocate_or_exit(event, park, step_min: float, storage_value: float, degrad
         resources = resources_from_park(park, degradation_cny_per_kwh=degradation)
         return allocate(event, resources, step_min=step_min, storage_energy_value_cny_per_kwh=storage_value)
     except InfeasibleError as err:
-        if as_json:
-            typer.echo(json.dumps({"status": "infeasible", "message": str(err)}))
-        else:
-            _say(f"anning: {err}")
-        sys.exit(1)
+        from anning_lib.cli.dispatch import report_infeasible
+
+        report_infeasible(err, as_json)
 
 
 def allocation_dict(a) -> dict:
