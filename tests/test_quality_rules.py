@@ -230,3 +230,15 @@ def test_render_message():
     # a template that does not fit the values falls back to the check's text
     assert rule.render("E01-MM.p_kw", {"value": None, "text": "stale"}) == "E01-MM.p_kw: stale"
     assert AlarmRule.model_validate(_good()).render("X.y", {"text": "t"}) == "X.y: t"
+
+
+def test_a_deadband_that_could_never_clear_is_refused():
+    # low 0, high 10: inside by 5 from both sides leaves nothing to return to
+    from anning_lib.park import load_park
+    from anning_lib.quality.rules import load_rules
+
+    bad = {"id": "db", "name": "x", "target": {"tag": "SES.soc_frac"},
+           "condition": {"kind": "range", "low": 0, "high": 10, "deadband": 5}, "severity": "low"}
+    rules, problems = load_rules([bad], load_park())
+    assert rules == [] and problems[0][0].startswith("rules[0].condition")
+    assert "could never clear" in problems[0][2]

@@ -108,6 +108,9 @@ class RangeCondition(_Strict):
             raise ValueError(f"low {self.low:g} must be below high {self.high:g}")
         if self.deadband and self.deadband_frac:
             raise ValueError("give deadband or deadband_frac, not both")
+        if self.low is not None and self.high is not None and self.deadband * 2 >= self.high - self.low:
+            raise ValueError(f"deadband {self.deadband:g} is half the span {self.high - self.low:g} or more: "
+                             "the alarm could never clear")
         return self
 
     def limits(self, point: Any = None) -> tuple[float | None, float | None, float]:
