@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import typer
 
+from anning_lib.cli.files import read_csv_text
 from anning_lib.config import get_settings
 from anning_lib.errors import DispatchError, InfeasibleError
 
@@ -93,12 +94,7 @@ def read_meter_csv(path: Path, option: str, known: set[str]) -> pd.DataFrame:
 
     Empty cells are missing values. Errors name the file, the column, the line and the value.
     """
-    if not path.is_file():
-        raise DispatchError(f"{option}: file not found: {path}")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise DispatchError(f"{option}: cannot read {path}: {err}") from None
+    raw = read_csv_text(path, option, DispatchError)
     if "ts" not in raw.columns:
         raise DispatchError(f"{path}: no column 'ts' (columns: {', '.join(raw.columns)})")
     cols = [c for c in raw.columns if c != "ts"]

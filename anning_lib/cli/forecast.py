@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 
+from anning_lib.cli.files import read_csv_text
 from anning_lib.config import get_settings
 from anning_lib.errors import ForecastError
 
@@ -19,12 +20,7 @@ forecast_app = typer.Typer(no_args_is_help=True, help="Load and PV forecasting."
 
 def read_series_csv(path: Path, ts_col: str, value_col: str) -> pd.Series:
     """A CSV's time and value columns as a series (I/O; the checks are :func:`check_series`'s)."""
-    if not path.is_file():
-        raise ForecastError(f"--csv: file not found: {path}")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ForecastError(f"--csv: cannot read {path}: {err}") from None
+    raw = read_csv_text(path, "--csv", ForecastError)
     for opt, col in (("--ts-col", ts_col), ("--value-col", value_col)):
         if col not in raw.columns:
             raise ForecastError(f"{opt}: no column {col!r} in {path.name} (columns: {', '.join(raw.columns)})")

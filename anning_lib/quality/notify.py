@@ -32,7 +32,6 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -185,13 +184,12 @@ def load_channels(path: str | Path | None = None) -> list[SmtpChannel | WebhookC
         path = get_settings().data_dir / "alarms" / "channels.yaml"
         if not path.is_file():
             return []
+    from anning_lib.quality.rules import read_yaml
+
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AlarmRuleError([("file", str(path), "file not found")], str(path)) from None
-    except yaml.YAMLError as err:
-        raise AlarmRuleError([("file", str(path), f"not valid YAML: {err}")], str(path)) from None
+    raw, problems = read_yaml(path)
+    if problems:
+        raise AlarmRuleError(problems, str(path))
     return parse_channels(raw, str(path))
 
 

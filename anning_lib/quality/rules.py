@@ -376,19 +376,20 @@ def load_rules(raw: list[dict] | dict, park: Park, source: str | None = None
     return rules, problems
 
 
-def _read_yaml(path: Path) -> tuple[Any, list[Problem]]:
+def read_yaml(path: Path) -> tuple[Any, list[Problem]]:
+    """A YAML file of ``data/alarms/`` as ``(content, problems)``: a missing or malformed file is a problem."""
     try:
         with open(path, encoding="utf-8") as fh:
             return yaml.safe_load(fh), []
     except FileNotFoundError:
-        return None, [("file", str(path), f"rules file not found: {path}")]
+        return None, [("file", str(path), f"file not found: {path}")]
     except yaml.YAMLError as err:
         return None, [("file", str(path), f"not valid YAML: {err}")]
 
 
 def read_rules_file(path: Path | str, park: Park) -> tuple[list[AlarmRule], list[Problem]]:
     """Read a rules YAML file (``rules:`` list, ``version``, ``source``) and validate it with :func:`load_rules`."""
-    raw, problems = _read_yaml(Path(path))
+    raw, problems = read_yaml(Path(path))
     if problems:
         return [], problems
     if not isinstance(raw, dict):
@@ -459,7 +460,7 @@ def load_fault_codes(path: Path | str | None = None) -> dict[str, dict[int, str]
         from anning_lib.config import get_settings
 
         path = get_settings().data_dir / "alarms" / "fault_codes.yaml"
-    raw, problems = _read_yaml(Path(path))
+    raw, problems = read_yaml(Path(path))
     codes: dict[str, dict[int, str]] = {}
     maps = raw.get("codes") if isinstance(raw, dict) else None
     if not problems and not isinstance(maps, dict):
