@@ -5,8 +5,9 @@ BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.installed
 DAYS    ?= 90
 # Debian packages the product needs: PostgreSQL (store tests, production), Mosquitto (MQTT broker; the demo
-# falls back to an embedded broker without it).
-APT_PKGS = postgresql mosquitto
+# falls back to an embedded broker without it), Chromium (the portal's browser tests and benchmark) and a
+# Chinese font (pages and PDF statements render Chinese text).
+APT_PKGS = postgresql mosquitto chromium fonts-wqy-zenhei
 
 .PHONY: demo test bench setup system-deps clean
 

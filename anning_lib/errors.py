@@ -92,5 +92,9 @@ class AlarmRuleError(ProblemsError):
     """An alarm rule definition is invalid; every problem names its field path and value."""
 
 
+class AccessError(AnningError):
+    """A user may not see or do something (role, enterprise scope), or cannot log in (unknown, inactive, locked)."""
+
+
 class QualityError(AnningError):
     """An alarm or work-order operation was refused (unknown id, not allowed for the user, bad transition)."""

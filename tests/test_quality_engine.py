@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from anning_lib.errors import QualityError
+from anning_lib.auth.access import SYSTEM, Actor
+from anning_lib.errors import AccessError, QualityError
 from anning_lib.park import load_park
-from anning_lib.quality.access import SYSTEM, Actor
 from anning_lib.quality.alarms import (
     ack,
     apply,
@@ -149,7 +149,7 @@ def test_enterprise_users_see_and_ack_only_their_own(engine):
     with pytest.raises(QualityError, match=f"alarm {theirs}: no such alarm"):
         history(engine, e05, theirs)
     assert ack(engine, e05, mine[0]["id"]) == "active_ack"
-    with pytest.raises(QualityError, match="shelve"):
+    with pytest.raises(AccessError, match="shelve"):
         shelve(engine, e05, mine[0]["id"], dt.timedelta(hours=1), "no")
     assert list_alarms(engine, Actor(None, "visitor")) == []
 
@@ -222,7 +222,7 @@ def test_an_admin_rule_overrides_the_file_and_a_bad_one_is_refused(engine):
     init_db(engine, PARK)
     mine = {"id": "range.bess", "name": "Storage out of range (tighter)", "target": {"device_type": "bess"},
             "condition": {"kind": "range", "deadband_frac": 0.02}, "severity": "high", "on_delay_s": 3}
-    with pytest.raises(QualityError, match="may not alarm.rule"):
+    with pytest.raises(AccessError, match="may not alarm.rule"):
         put_rule(engine, Actor(None, "operator"), PARK, mine)
     assert put_rule(engine, SYSTEM, PARK, mine) == "range.bess"
     with pytest.raises(AlarmRuleError, match=r"rule.condition.max_change_per_s"):

@@ -26,7 +26,7 @@ def _engine():
 
 
 def _actor(engine, username: str | None):
-    from anning_lib.quality.access import SYSTEM, actor_from_db
+    from anning_lib.auth.access import SYSTEM, actor_from_db
 
     return SYSTEM if username is None else actor_from_db(engine, username)
 

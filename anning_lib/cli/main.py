@@ -18,6 +18,7 @@ from anning_lib.cli.alarms import alarms_app
 from anning_lib.cli.carbon import carbon_app
 from anning_lib.cli.dispatch import dispatch_app
 from anning_lib.cli.forecast import forecast_app
+from anning_lib.cli.users import users_app
 from anning_lib.cli.workorders import workorders_app
 from anning_lib.config import get_settings
 from anning_lib.errors import AnningError
@@ -33,6 +34,7 @@ app.add_typer(forecast_app, name="forecast")
 app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(workorders_app, name="workorders")
+app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
@@ -227,6 +229,28 @@ def ingest_setpoint(tag: str = typer.Argument(..., help="writable point, e.g. SE
     engine = _engine()
     readback = asyncio.run(setpoint_once(_maps(park), park, engine, settings.var_dir, tag, value))
     typer.echo(f"{tag} = {readback:g} (read back)")
+
+
+# ---------------------------------------------------------------------------------------------- portal
+@app.command("serve")
+def serve(port: int = typer.Option(None, help="TCP port (default ANNING_PORTAL_PORT, 5006)"),
+          address: str = typer.Option(None, help="listen address (default ANNING_PORTAL_ADDRESS, 127.0.0.1)"),
+          num_procs: int = typer.Option(1, "--num-procs", help="server processes (0: one per core)")):
+    """Run the portal (dashboards with log-in). HTTPS with ANNING_PORTAL_CERTFILE/KEYFILE, else loopback only."""
+    from anning_lib.portal.server import make_server
+    from anning_lib.store.engine import check_schema
+
+    settings = get_settings()
+    check_schema(_engine())
+    port = port or settings.portal_port
+    address = address or settings.portal_address
+    server = make_server(settings.database_url, port=port, address=address, certfile=settings.portal_certfile,
+                         keyfile=settings.portal_keyfile, num_procs=num_procs)
+    scheme = "https" if settings.portal_certfile else "http"
+    _say(f"portal: {scheme}://{'localhost' if address in ('127.0.0.1', 'localhost') else address}:{port}/ "
+         f"({num_procs or 'one per core'} process(es)); stop with Ctrl-C")
+    server.start()
+    server.io_loop.start()
 
 
 # ---------------------------------------------------------------------------------------------- demo

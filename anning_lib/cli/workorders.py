@@ -28,7 +28,7 @@ _DUE_HELP = "due time, ISO 8601 (e.g. 2026-11-26T18:00; without an offset: displ
 
 def _context(user: str | None):
     """The engine (schema checked) and the actor of ``--as``."""
-    from anning_lib.quality.access import SYSTEM, actor_from_db
+    from anning_lib.auth.access import SYSTEM, actor_from_db
     from anning_lib.store.engine import check_schema, make_engine
 
     engine = make_engine(get_settings().database_url)

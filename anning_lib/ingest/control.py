@@ -9,14 +9,11 @@ call this at all is the portal's role check (ARCHITECTURE.md §6); this layer re
 
 from __future__ import annotations
 
-import datetime as dt
-
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from anning_lib.auth.audit import audit
 from anning_lib.errors import IngestError
 from anning_lib.park.schema import Park, Point
-from anning_lib.store.schema import TABLES
 
 
 def check_setpoint(park: Park, tag: str, value: float) -> Point:
@@ -37,13 +34,6 @@ def check_setpoint(park: Park, tag: str, value: float) -> Point:
     if getattr(dev.p, "control", "auto") == "advisory":
         raise IngestError(f"setpoint {tag}: device {dev_id} is under advisory control (suggest only, not written)")
     return point
-
-
-def audit(engine: Engine, action: str, target: str, detail: dict, user_id: int | None = None) -> None:
-    """Append one row to ``audit_log``."""
-    with engine.begin() as conn:
-        conn.execute(sa.insert(TABLES["audit_log"]).values(ts=dt.datetime.now(dt.UTC), user_id=user_id, action=action,
-                                                            target=target, detail=detail))
 
 
 async def write_setpoint(adapter, park: Park, engine: Engine, tag: str, value: float, *,

@@ -22,8 +22,8 @@ import logging
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from anning_lib.auth.access import SYSTEM, Actor, can_see, require, scope_filter
 from anning_lib.errors import QualityError
-from anning_lib.quality.access import SYSTEM, Actor, can_see, require, scope_filter
 from anning_lib.quality.engine import Transition
 from anning_lib.store.schema import TABLES
 

@@ -164,9 +164,9 @@ def put_rule(engine: Engine, actor, park: Park, definition: dict, enabled: bool 
     """
     import datetime as _dt
 
+    from anning_lib.auth.access import require
+    from anning_lib.auth.audit import audit
     from anning_lib.errors import AlarmRuleError
-    from anning_lib.ingest.control import audit
-    from anning_lib.quality.access import require
     from anning_lib.quality.rules import validate_rule
     from anning_lib.store.assets import upsert
     from anning_lib.store.schema import TABLES

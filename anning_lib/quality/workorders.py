@@ -11,9 +11,9 @@ Setting the status a work order already has changes nothing (not an error). A wo
 ``due_at`` is past and it is still ``open`` or ``in_progress``. Without ``due_at`` the due time is the creation time
 plus :data:`DEFAULT_DUE` of the priority; changing the priority without a due time moves it the same way.
 
-Who may do what is :mod:`anning_lib.quality.access` (enterprise users create and comment on their own
+Who may do what is :mod:`anning_lib.auth.access` (enterprise users create and comment on their own
 enterprise's work orders, operators and admins do everything); every query is scoped with
-:func:`~anning_lib.quality.access.scope_filter`. Every change writes an ``audit_log`` row (target
+:func:`~anning_lib.auth.access.scope_filter`. Every change writes an ``audit_log`` row (target
 ``work_order:<id>``) right after it commits; a refused operation changes nothing.
 """
 
@@ -24,15 +24,15 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from anning_lib.errors import QualityError, StoreError
-from anning_lib.ingest.control import audit
-from anning_lib.quality.access import (
+from anning_lib.auth.access import (
     Actor,
     can_see,
     require,
     require_visible,
     scope_filter,
 )
+from anning_lib.auth.audit import audit
+from anning_lib.errors import QualityError, StoreError
 from anning_lib.store.schema import TABLES
 from anning_lib.store.types import to_utc
 

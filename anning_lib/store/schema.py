@@ -135,6 +135,11 @@ class User(Base):
     enterprise_id: Mapped[str | None] = mapped_column(sa.ForeignKey("enterprise.id"))
     is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # 0007: lock-out after repeated failed logins
+    failed_logins: Mapped[int] = mapped_column(sa.Integer, server_default="0")
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class Alarm(Base):

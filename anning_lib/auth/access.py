@@ -1,4 +1,4 @@
-"""Who may see and do what with alarms and work orders (ARCHITECTURE.md §6).
+"""Who may see and do what (ARCHITECTURE.md §6): alarms, work orders, portal pages, statements.
 
 =========== ============================================ ===================================================
 role        sees                                         may do
@@ -25,7 +25,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from anning_lib.errors import QualityError
+from anning_lib.errors import AccessError
 from anning_lib.store.assets import (  # the role table's rows, seeded by init_db
     ROLES,
     sync_roles,
@@ -45,6 +45,25 @@ ACTIONS: dict[str, frozenset[str]] = {
     "workorder.update": frozenset({"admin", "operator", "system"}),
     "workorder.comment": frozenset({"admin", "operator", "system", "enterprise"}),
     "alarm.rule": frozenset({"admin", "system"}),
+    # users and reference data
+    "user.admin": frozenset({"admin", "system"}),
+    "admin.point": frozenset({"admin", "system"}),
+    "admin.tariff": frozenset({"admin", "system"}),
+    # dispatch (approve or execute a plan in advisory mode)
+    "dispatch.approve": frozenset({"admin", "operator", "system"}),
+    # statements: an enterprise user only its own
+    "statement.download": frozenset({"admin", "operator", "system", "enterprise"}),
+    "report.run": frozenset({"admin", "operator", "system"}),
+    # portal pages (role only; what a page shows is scoped again by the data access)
+    "page.overview": frozenset({"admin", "operator", "enterprise", "visitor", "system"}),
+    "page.enterprise": frozenset({"admin", "operator", "enterprise", "system"}),
+    "page.device": frozenset({"admin", "operator", "enterprise", "system"}),
+    "page.alarms": frozenset({"admin", "operator", "enterprise", "system"}),
+    "page.dispatch": frozenset({"admin", "operator", "system"}),
+    "page.carbon": frozenset({"admin", "operator", "enterprise", "system"}),
+    "page.reports": frozenset({"admin", "operator", "enterprise", "system"}),
+    "page.admin": frozenset({"admin", "system"}),
+    "page.account": frozenset({"admin", "operator", "enterprise", "visitor", "system"}),
 }
 """Which roles may do an action; an ``enterprise`` actor only on items of its own enterprise. ``*.see`` is
 viewing one item (same rule as :func:`can_see`)."""
@@ -102,23 +121,37 @@ def require(actor: Actor, action: str, enterprise_id: str | None) -> None:
 
     Raises
     ------
-    QualityError
+    AccessError
         naming the user, role, action and enterprise, e.g. ``user 'ent1' (role enterprise, enterprise E01)
         may not workorder.update on enterprise E02``.
     """
     if action not in ACTIONS:
-        raise QualityError(f"action: unknown action {action!r} (known: {', '.join(ACTIONS)})")
+        raise AccessError(f"action: unknown action {action!r} (known: {', '.join(ACTIONS)})")
     if actor.role in ACTIONS[action] and can_see(actor, enterprise_id):
         return
     where = f"enterprise {enterprise_id}" if enterprise_id else "park-level items"
-    raise QualityError(f"{actor.describe()} may not {action} on {where}")
+    raise AccessError(f"{actor.describe()} may not {action} on {where}")
+
+
+def allowed(actor: Actor, action: str) -> bool:
+    """Whether ``actor``'s role may do ``action`` at all (pages, user admin); items of an enterprise are checked
+    by :func:`require` as well."""
+    if action not in ACTIONS:
+        raise AccessError(f"action: unknown action {action!r} (known: {', '.join(ACTIONS)})")
+    return actor.role in ACTIONS[action]
+
+
+def require_role(actor: Actor, action: str) -> None:
+    """Raise :class:`AccessError` naming the user and action unless ``actor``'s role may do ``action``."""
+    if not allowed(actor, action):
+        raise AccessError(f"{actor.describe()} may not {action}")
 
 
 def require_visible(actor: Actor, what: str, enterprise_id: str | None) -> None:
-    """Raise :class:`QualityError` naming user and enterprise unless ``actor`` may see ``what``."""
+    """Raise :class:`AccessError` naming user and enterprise unless ``actor`` may see ``what``."""
     if not can_see(actor, enterprise_id):
         where = f"enterprise {enterprise_id}" if enterprise_id else "the park (park-level)"
-        raise QualityError(f"{actor.describe()} may not see {what} of {where}")
+        raise AccessError(f"{actor.describe()} may not see {what} of {where}")
 
 
 def scope_filter(actor: Actor, column: sa.ColumnElement) -> sa.ColumnElement | None:
@@ -150,7 +183,7 @@ def actor_from_db(engine: Engine, username: str) -> Actor:
 
     Raises
     ------
-    QualityError
+    AccessError
         if the user is unknown, inactive, or has a role this module does not know.
     """
     users = TABLES["app_user"]
@@ -158,11 +191,11 @@ def actor_from_db(engine: Engine, username: str) -> Actor:
         row = conn.execute(sa.select(users.c.id, users.c.role_id, users.c.enterprise_id, users.c.is_active)
                            .where(users.c.username == username)).first()
     if row is None:
-        raise QualityError(f"user: unknown user {username!r}")
+        raise AccessError(f"user: unknown user {username!r}")
     if not row.is_active:
-        raise QualityError(f"user: user {username!r} is inactive")
+        raise AccessError(f"user: user {username!r} is inactive")
     if row.role_id not in ROLES:
-        raise QualityError(f"user: user {username!r} has unknown role {row.role_id!r} (known: {', '.join(ROLES)})")
+        raise AccessError(f"user: user {username!r} has unknown role {row.role_id!r} (known: {', '.join(ROLES)})")
     return Actor(row.id, row.role_id, row.enterprise_id, username)
 
 

@@ -1,0 +1,98 @@
+"""``anning serve``: the portal, a Panel (Bokeh/Tornado) server with the apps of ``dashboards/``.
+
+- Log-in: :mod:`anning_lib.portal.web` (argon2 against ``app_user``, lock-out, audit), pages authorised by role.
+- HTTPS when ``ANNING_PORTAL_CERTFILE``/``ANNING_PORTAL_KEYFILE`` are set; otherwise plain HTTP, which the
+  server refuses on any address but loopback (a park network must not carry passwords in clear).
+- Air-gapped: Bokeh and Panel serve their JavaScript and CSS from this server (``resources=server``); the
+  log-in pages are self-contained; nothing is fetched from a CDN (a browser test checks every request).
+- Several processes (``--num-procs``, Tornado's fork) share the cookie secret read before the fork.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+
+from anning_lib.config import REPO_ROOT, get_settings
+from anning_lib.errors import ConfigError
+from anning_lib.portal.pages import PAGES
+
+DASHBOARDS = REPO_ROOT / "dashboards"
+
+
+def cookie_secret(var_dir: Path) -> str:
+    """The secret that signs session cookies: ``ANNING_PORTAL_COOKIE_SECRET`` or ``var/portal-cookie-secret``
+    (created once with 256 random bits, mode 0600; deleting it logs everybody out)."""
+    env = os.environ.get("ANNING_PORTAL_COOKIE_SECRET")
+    if env:
+        return env
+    path = Path(var_dir) / "portal-cookie-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def check_transport(address: str, certfile: Path | None, keyfile: Path | None) -> str:
+    """``https`` or ``http``; plain HTTP only on a loopback address, and a certificate needs its key."""
+    if bool(certfile) != bool(keyfile):
+        raise ConfigError(f"portal_keyfile: HTTPS needs both a certificate and a key (certfile={certfile}, "
+                          f"keyfile={keyfile})")
+    if certfile:
+        for name, p in (("portal_certfile", certfile), ("portal_keyfile", keyfile)):
+            if not Path(p).is_file():
+                raise ConfigError(f"{name}: no such file {str(p)!r}")
+        return "https"
+    try:
+        loopback = address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"portal_address: {address!r} is not loopback; set ANNING_PORTAL_CERTFILE and "
+                          "ANNING_PORTAL_KEYFILE to serve HTTPS on a network address")
+    return "http"
+
+
+def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", certfile: Path | None = None,
+                keyfile: Path | None = None, num_procs: int = 1, var_dir: Path | None = None,
+                dashboards: Path = DASHBOARDS, origins: list[str] | None = None):
+    """A started-later Panel server of every page in :data:`~anning_lib.portal.pages.PAGES`.
+
+    Parameters
+    ----------
+    database_url : str
+        the store; every process opens its own engine.
+    port : int
+        TCP port (0: a free one; read ``server.port``).
+    num_procs : int
+        Tornado processes (forked; 0 = one per core).
+    origins : list of str, optional
+        extra ``host:port`` allowed to open the web socket (e.g. the server's DNS name behind a proxy).
+    """
+    os.environ.setdefault("BOKEH_RESOURCES", "server")   # Bokeh's JS from this server, not cdn.bokeh.org
+    import panel as pn
+
+    from anning_lib.portal import context, web
+
+    settings = get_settings()
+    var_dir = Path(var_dir or settings.var_dir)
+    protocol = check_transport(address, certfile, keyfile)
+    engine = context.configure(database_url)    # the dashboards' sessions use the same store
+    pn.config.authorize_callback = web.authorize(engine)
+    pn.config.oauth_expiry = web.SESSION_DAYS
+    apps = {slug: str(dashboards / f"{slug}.py") for slug in PAGES if (dashboards / f"{slug}.py").is_file()}
+    extra = [(r"/", web.HomeHandler, {"engine": engine}),
+             (r"/lang/([A-Za-z_]+)", web.LangHandler, {"engine": engine}),
+             (r"/statements/([0-9]+)", web.StatementHandler,
+              {"engine": engine, "output_dir": var_dir / "reports"})]
+    ssl = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if protocol == "https" else {}
+    allow = [f"{h}:{port}" for h in ("localhost", "127.0.0.1", address)] + list(origins or [])
+    server = pn.serve(apps, port=port, address=address, show=False, start=False, title="Anning",
+                      auth_provider=web.AuthProvider(engine), cookie_secret=cookie_secret(var_dir),
+                      extra_patterns=extra, websocket_origin=allow if port else "*", num_procs=num_procs,
+                      **ssl)
+    return server
