@@ -191,8 +191,9 @@ def _fail(conn: Connection, row, reason: str, source: str, policy: LockoutPolicy
     if row is None:
         audit(conn, "login_failed", "user:?", detail | {"username": "(unknown)"}, None, now=now)
         return
-    failures = (row.failed_logins or 0) + 1
-    values: dict = {"failed_logins": failures}
+    expired = row.locked_until is not None and row.locked_until <= now   # a lock served: count afresh
+    failures = (0 if expired else row.failed_logins or 0) + 1
+    values: dict = {"failed_logins": failures} | ({"locked_until": None} if expired else {})
     if failures >= policy.max_failures and reason != "locked":
         values["locked_until"] = now + dt.timedelta(minutes=policy.lock_min)
         detail["locked_until"] = values["locked_until"].isoformat()
@@ -244,7 +245,10 @@ def authenticate(engine: Engine, username: str, password: str, *, source: str = 
         else:
             values = {"failed_logins": 0, "locked_until": None, "last_login_at": now}
             if needs_rehash(row.password_hash):
-                values["password_hash"] = hash_password(password)
+                try:
+                    values["password_hash"] = hash_password(password)
+                except AccessError:
+                    pass  # a password older than today's policy: keep its (verified) hash, do not refuse the login
             _update(conn, username, **values)
             audit(conn, "login", f"user:{username}", {"source": source}, row.id, now=now)
             return Actor(row.id, row.role_id, row.enterprise_id, username)

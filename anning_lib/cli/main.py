@@ -259,10 +259,12 @@ def demo(
     days: int = typer.Option(90, help="days of simulated history"),
     live: bool = typer.Option(True, help="serve the simulated devices and run the gateway after the backfill"),
     duration: float = typer.Option(None, help="stop the live part after this many seconds"),
+    serve: bool = typer.Option(True, help="run the portal (anning serve) beside the live part"),
 ):
     """Bring the whole simulated park up on this machine."""
     import asyncio
 
+    from anning_lib.auth.demo_users import ensure_demo_users, format_demo_users
     from anning_lib.cli.live import run_live
     from anning_lib.ingest.pointmap import describe_addresses
     from anning_lib.store.engine import init_db
@@ -273,11 +275,29 @@ def demo(
     engine = _engine()
     counts = init_db(engine, park, describe_addresses(maps, park))
     _say(f"database: {engine.url.render_as_string(hide_password=True)} ({counts})")
+    _say(format_demo_users(ensure_demo_users(engine, park, settings.var_dir)))
     sim, end = backfill(days, None, "15min", engine=engine, park=park)
     _demo_carbon(engine, park, end - timedelta(days=days), end)
     if not live:
         return
-    asyncio.run(run_live(park, maps, engine, sim, end, settings.var_dir, settings.timezone, _say, duration))
+    portal = _start_portal(settings) if serve else None
+    try:
+        asyncio.run(run_live(park, maps, engine, sim, end, settings.var_dir, settings.timezone, _say, duration))
+    finally:
+        if portal is not None:
+            portal.terminate()
+            portal.wait(10)
+
+
+def _start_portal(settings):
+    """``anning serve`` beside the live demo, in its own process (its pages never slow the gateway down)."""
+    import subprocess
+
+    log = open(settings.var_dir / "portal.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "anning_lib.cli.main", "serve"], stdout=log, stderr=log)
+    _say(f"portal: http://localhost:{settings.portal_port}/ (log {settings.var_dir / 'portal.log'}); "
+         "log in with a demo user above")
+    return proc
 
 
 def _demo_carbon(engine, park, first: date, end: date) -> None:
