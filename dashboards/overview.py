@@ -35,8 +35,8 @@ def figures(s: dict) -> list:
 
 def enterprise_bars(s: dict):
     rows = pd.DataFrame(s["enterprises"])
-    if rows.empty:
-        return pn.pane.Markdown("")
+    if rows.empty:          # a visitor: park totals only
+        return None
     rows["MW"] = rows["load_kw"] / 1000
     rows["label"] = rows["enterprise_id"] + " " + rows["name"]
     return rows.sort_values("MW").hvplot.barh(x="label", y="MW", height=max(260, 22 * len(rows)), responsive=True,
@@ -58,7 +58,7 @@ def plan(s: dict):
 state = snapshot(context.engine(), park, actor)
 head = pn.pane.Markdown("", margin=(4, 16))
 board = tiles(*figures(state))
-bars = pn.pane.HoloViews(enterprise_bars(state), sizing_mode="stretch_width")
+bars = pn.pane.HoloViews(enterprise_bars(state), sizing_mode="stretch_width", visible=bool(state["enterprises"]))
 plan_pane = pn.pane.HoloViews(plan(state), sizing_mode="stretch_width")
 method = pn.pane.Markdown(t("ov_method", lang, factor=state["grid_factor_t_per_mwh"],
                             source=state["grid_factor_source"]), margin=(0, 16), styles={"font-size": "12px"})
