@@ -16,7 +16,7 @@ from anning_lib.config import get_settings
 from anning_lib.errors import AnningError, ProblemsError
 from anning_lib.i18n import t
 from anning_lib.park.catalogue import load_catalogue
-from anning_lib.portal import admin, context
+from anning_lib.portal import admin, context, tariff_edit
 from anning_lib.portal.layout import shell
 from anning_lib.store.assets import ROLES
 
@@ -134,7 +134,7 @@ def load_tariff(*_):
 
 def check_tariff(_event):
     try:
-        admin.validate_tou_text(tf_text.value, tf_pick.value, tariff_dir=tariff_dir)
+        tariff_edit.validate_tou_text(tf_text.value, tf_pick.value, tariff_dir=tariff_dir)
     except AnningError as err:
         say(tf_msg, err)
         return
@@ -143,7 +143,7 @@ def check_tariff(_event):
 
 def save_tariff(_event):
     try:
-        path = admin.save_tou_file(actor, tf_text.value, tariff_dir / tf_pick.value, engine=engine,
+        path = tariff_edit.save_tou_file(actor, tf_text.value, tariff_dir / tf_pick.value, engine=engine,
                                    expected_sha256=loaded_sha.get("sha"))
     except AnningError as err:
         say(tf_msg, err)

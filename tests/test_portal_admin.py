@@ -10,14 +10,12 @@ import pytest
 import sqlalchemy as sa
 
 from anning_lib.auth.access import SYSTEM, Actor, ensure_roles
-from anning_lib.dispatch.tariff import load_tariff, load_tou_bands
+from anning_lib.dispatch.tariff import check_tou_periods, load_tariff, load_tou_bands
 from anning_lib.errors import AccessError, CaseFileError, ParkModelError
 from anning_lib.park import load_catalogue
-from anning_lib.portal.admin import (
-    add_point,
-    check_tou_periods,
+from anning_lib.portal.admin import add_point, update_point_limits
+from anning_lib.portal.tariff_edit import (
     save_tou_file,
-    update_point_limits,
     validate_tou_text,
 )
 from anning_lib.store.schema import TABLES
@@ -337,7 +335,7 @@ def test_a_failed_audit_leaves_the_file_as_it_was(admin, tariffs, monkeypatch):
     def broken(*_a, **_k):
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr("anning_lib.portal.admin.audit", broken)
+    monkeypatch.setattr("anning_lib.portal.tariff_edit.audit", broken)
     with pytest.raises(RuntimeError, match="database gone"):
         save_tou_file(actor, BANDS_TEXT.replace("peak: 1.5", "peak: 1.6"), path, engine=engine)
     assert path.read_bytes() == before and counts(engine) == n

@@ -17,6 +17,7 @@ and the optimiser charges ``import_price + carbon`` per kWh imported, reporting 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -35,7 +36,8 @@ BANDS = ("peak", "flat", "valley")
 def load_tou_bands(path: Path) -> tuple[list[tuple[float, float, str]], dict[str, float]]:
     """``([(start_h, end_h, band), ...], multipliers)`` from a band file such as ``data/tariffs/yunnan_tou_2026.yaml``.
 
-    The bands must cover 00:00-24:00 local time exactly once.
+    The bands must cover 00:00-24:00 local time exactly once (:func:`check_tou_periods` names every overlap
+    and gap).
     """
     with open(path, encoding="utf-8") as fh:
         raw = yaml.safe_load(fh)
@@ -44,11 +46,64 @@ def load_tou_bands(path: Path) -> tuple[list[tuple[float, float, str]], dict[str
         hh, mm = txt.split(":")
         return int(hh) + int(mm) / 60.0
 
-    bands = [(h(b["start"]), h(b["end"]), b["band"]) for b in raw["bands"]]
-    covered = sorted(bands)
-    if covered[0][0] != 0 or covered[-1][1] != 24 or any(a[1] != b[0] for a, b in zip(covered, covered[1:])):
-        raise DispatchError(f"{path}: bands must cover 00:00-24:00 exactly once")
+    bands = [(h(str(b["start"])), h(str(b["end"])), b["band"]) for b in raw["bands"]]
+    problems = check_tou_periods(bands)
+    if problems:
+        raise CaseFileError(problems, source=str(path))
     return bands, dict(raw["multiplier"])
+
+
+def hhmm(hours: float) -> str:
+    """``HH:MM`` of local hours (``7.5`` -> ``07:30``)."""
+    minutes = round(hours * 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def check_tou_periods(periods: Sequence[tuple[float, float, str]], path: str = "bands") -> list[tuple[str, object, str]]:
+    """Overlaps and gaps of time-of-use periods ``(start_h, end_h, band)`` that must cover 00:00-24:00 once
+    (pure; local hours, ``[start, end)``).
+
+    Each problem names the period by its index in ``periods``: ``bands[3]: 10:00-12:00 overlaps bands[1]:
+    11:00-14:00``, ``bands: 12:00-13:00 is covered by no period (after bands[4])``. A period with its end not
+    after its start, or outside 00:00-24:00, is a problem of its own and left out of the coverage check.
+    """
+    problems: list[tuple[str, object, str]] = []
+    good = []
+    for i, (lo, hi, _band) in enumerate(periods):
+        text = f"{hhmm(lo)}-{hhmm(hi)}"
+        if hi <= lo:
+            problems.append((f"{path}[{i}]", text, f"{text}: the end is not after the start (a period across "
+                                                   "midnight is two periods, ...-24:00 and 00:00-...)"))
+        elif lo < 0 or hi > 24:
+            problems.append((f"{path}[{i}]", text, f"{text} is outside 00:00-24:00"))
+        else:
+            good.append((lo, hi, i))
+    if not good:
+        return problems + [(path, [], "no period: the periods must cover 00:00-24:00")]
+    good.sort()
+
+    def span(k: int) -> str:
+        return f"{hhmm(good[k][0])}-{hhmm(good[k][1])}"
+
+    if good[0][0] > 0:
+        problems.append((path, f"00:00-{hhmm(good[0][0])}",
+                         f"00:00-{hhmm(good[0][0])} is covered by no period (before {path}[{good[0][2]}])"))
+    reach = 0                                    # the period reaching furthest so far, index into good
+    for k in range(1, len(good)):
+        lo, _hi, i = good[k]
+        end, j = good[reach][1], good[reach][2]
+        if lo < end:
+            problems.append((f"{path}[{i}]", span(k), f"{span(k)} overlaps {path}[{j}]: {span(reach)}"))
+        elif lo > end:
+            problems.append((path, f"{hhmm(end)}-{hhmm(lo)}",
+                             f"{hhmm(end)}-{hhmm(lo)} is covered by no period (between {path}[{j}] and "
+                             f"{path}[{i}])"))
+        if good[k][1] > good[reach][1]:
+            reach = k
+    if good[reach][1] < 24:
+        problems.append((path, f"{hhmm(good[reach][1])}-24:00",
+                         f"{hhmm(good[reach][1])}-24:00 is covered by no period (after {path}[{good[reach][2]}])"))
+    return problems
 
 
 def band_of(times: pd.DatetimeIndex, bands: list[tuple[float, float, str]]) -> np.ndarray:
