@@ -62,9 +62,13 @@ def integrate_quarters(means: pd.DataFrame) -> tuple[float, int]:
 
 
 def metered_activities(engine: Engine, park: Park, enterprise_id: str, start: pd.Timestamp,
-                       end: pd.Timestamp, tz: str = "Asia/Shanghai") -> tuple[list[Activity], float]:
+                       end: pd.Timestamp, tz: str = "Asia/Shanghai", *,
+                       refresh: bool = True) -> tuple[list[Activity], float]:
     """The metered activities of ``enterprise_id`` over ``[start, end)`` and their coverage: the smallest share of
     the period's quarter-hours with data among them [-].
+
+    With ``refresh`` (accounting) the period's rollups are recomputed first; a reader that must not write (a
+    portal page) passes False and reads the rollups as the gateway left them (at most a minute behind).
 
     Raises
     ------
@@ -73,7 +77,8 @@ def metered_activities(engine: Engine, park: Park, enterprise_id: str, start: pd
     """
     specs = metered_points(park, enterprise_id)
     tags = [t for _k, _i, _u, ts in specs for t in ts]
-    refresh_rollups(engine, start, end, tags=tags)
+    if refresh:
+        refresh_rollups(engine, start, end, tags=tags)
     means = read_series(engine, tags, start, end, resolution="15min", tz="UTC")
     expected = int((end - start) / pd.Timedelta("15min"))
     if not means.notna().any().any():

@@ -256,7 +256,7 @@ def enterprise_overview(engine: Engine, park: Park, actor: Actor, enterprise_id:
     """One enterprise's month: energy by carrier, emissions by scope, daily electricity and its sector peers.
 
     Emissions from the month's stored account (newest factor set; ``anning carbon compute``); energy from its
-    lines or, for a month not yet accounted, from the meters (:func:`metered_activities`, refreshing the month's
+    lines or, for a month not yet accounted, from the meters (:func:`metered_activities`, reading the month's
     rollups). Peers: the enterprises of the same sector with an account of the month in that factor set; an
     enterprise user sees other peers' intensities only, as ``peer 1``, ``peer 2``... in order of intensity.
 
@@ -288,7 +288,7 @@ def enterprise_overview(engine: Engine, park: Park, actor: Actor, enterprise_id:
     else:
         version, emissions = None, None
         try:                                   # refreshes the month's rollups
-            acts = metered_activities(engine, park, enterprise_id, start, end, _tz(park))[0]
+            acts = metered_activities(engine, park, enterprise_id, start, end, _tz(park), refresh=False)[0]
         except CarbonError:                    # no metered data in the month
             acts = []
         source = "meters" if acts else None
