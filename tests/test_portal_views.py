@@ -254,6 +254,9 @@ def test_month_without_an_account_shows_metered_energy(steel):
     engine, park = steel
     _write(engine, _every("E02-M0.p_kw", "2026-04-10 00:00", "2026-04-10 00:45", "15min", 400.0))
     o = enterprise_overview(engine, park, OPERATOR, "E02", "2026-04")
+    assert o["energy_source"] is None                  # the page reads the rollups, it does not compute them
+    refresh_rollups(engine, "2026-04-10T00:00+08:00", "2026-04-10T01:00+08:00")   # the gateway's minute job
+    o = enterprise_overview(engine, park, OPERATOR, "E02", "2026-04")
     assert o["emissions"] is None and o["factor_version"] is None and o["energy_source"] == "meters"
     assert o["energy"]["carrier"].tolist() == ["electricity"]
     assert o["energy"]["amount"].iloc[0] == pytest.approx(400.0)                     # 4 x 400 kW x 0.25 h
