@@ -23,7 +23,7 @@ today = pd.Timestamp.now(tz=park.meta.site.timezone).tz_localize(None)
 months = [str(today.to_period("M") - i) for i in range(0, 13)]
 pick = pn.widgets.Select(name=t("ent_pick", lang), options=choices, value=asked or own or park.enterprises[0].id,
                          width=280, visible=own is None)
-month = pn.widgets.Select(name=t("ent_month", lang), options=months, value=months[1], width=140)
+month = pn.widgets.Select(name=t("ent_month", lang), options=months, value=months[0], width=140)
 body = pn.Column(sizing_mode="stretch_width")
 
 
@@ -50,9 +50,9 @@ def peers_chart(o: dict):
     p = o["peers"].dropna(subset=["co2_t_per_t"])
     if len(p) < 2:
         return pn.pane.Markdown(t("ent_no_peers", lang))
-    p = p.assign(label=p["name"], who=p["is_self"].map({True: "self", False: "peer"}))
-    return p.hvplot.barh(x="label", y="co2_t_per_t", by="who", height=60 + 40 * len(p), responsive=True,
-                         xlabel="", ylabel="tCO2/t", title=t("ent_peers", lang), legend=False)
+    p = p.assign(label=[f"{n} ★" if me else n for n, me in zip(p["name"], p["is_self"])])
+    return p.hvplot.barh(x="label", y="co2_t_per_t", height=80 + 34 * len(p), responsive=True, color="#11698e",
+                         xlabel="", ylabel="tCO2/t", title=t("ent_peers", lang))
 
 
 def device_links(eid: str) -> pn.pane.Markdown:

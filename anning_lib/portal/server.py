@@ -84,7 +84,10 @@ def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", cer
     engine = context.configure(database_url)    # the dashboards' sessions use the same store
     pn.config.authorize_callback = web.authorize(engine)
     pn.config.oauth_expiry = web.SESSION_DAYS
-    apps = {slug: str(dashboards / f"{slug}.py") for slug in PAGES if (dashboards / f"{slug}.py").is_file()}
+    missing = [slug for slug in PAGES if not (dashboards / f"{slug}.py").is_file()]
+    if missing:
+        raise ConfigError(f"dashboards: no page file for {', '.join(missing)} in {dashboards}")
+    apps = {slug: str(dashboards / f"{slug}.py") for slug in PAGES}
     extra = [(r"/", web.HomeHandler, {"engine": engine}),
              (r"/lang/([A-Za-z_]+)", web.LangHandler, {"engine": engine}),
              (r"/statements/([0-9]+)", web.StatementHandler,

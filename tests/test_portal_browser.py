@@ -1,0 +1,289 @@
+"""The portal in real headless Chromium (Debian's, driven by Playwright) and over plain HTTP.
+
+One portal (``anning serve`` in a subprocess, 3 days of simulated history) serves the whole module. Screenshots
+of every page at desktop (1440x900) and phone (390x844) size go to ``test-artifacts/portal/`` (or
+``$ANNING_TEST_ARTIFACTS``): look at them.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import free_port
+from portal_harness import (
+    CHROMIUM,
+    DESKTOP,
+    PHONE,
+    USERS,
+    Portal,
+    launch,
+    login,
+    seed_store,
+    statement_ids,
+    wait_drawn,
+)
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("ANNING_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"ANNING_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (make system-deps installs it)")
+    pytest.skip(f"{CHROMIUM} missing (Debian package chromium)", allow_module_level=True)
+
+ARTIFACTS = Path(os.environ.get("ANNING_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "portal"
+
+# who may open which page: written out here from ARCHITECTURE.md §6 and the issue, not read from the code
+EXPECTED = {
+    "admin": {"overview", "enterprise", "device", "alarms", "dispatch", "carbon", "reports", "admin", "account"},
+    "operator": {"overview", "enterprise", "device", "alarms", "dispatch", "carbon", "reports", "account"},
+    "ent-e01": {"overview", "enterprise", "device", "alarms", "carbon", "reports", "account"},
+    "visitor": {"overview", "account"},
+}
+ALL_PAGES = sorted(EXPECTED["admin"])
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory):
+    var = tmp_path_factory.mktemp("portal")
+    url = seed_store(var, days=3)
+    p = Portal(url, var, free_port()).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+class Client:
+    """A plain HTTP client with its own cookie jar (what a script with a stolen or edited request can do)."""
+
+    def __init__(self, portal: Portal):
+        self.base, self.jar = portal.base, http.cookiejar.CookieJar()
+        handlers = [urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect()]
+        if portal.ssl_context():
+            handlers.append(urllib.request.HTTPSHandler(context=portal.ssl_context()))
+        self.opener = urllib.request.build_opener(*handlers)
+
+    def get(self, path: str) -> tuple[int, bytes, dict]:
+        try:
+            with self.opener.open(self.base + path, timeout=30) as r:
+                return r.status, r.read(), dict(r.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, err.read(), dict(err.headers)
+
+    def login(self, username: str, password: str | None = None) -> int:
+        data = urllib.parse.urlencode({"username": username,
+                                       "password": password if password is not None else USERS[username][0]})
+        try:
+            with self.opener.open(self.base + "/login", data=data.encode(), timeout=30) as r:
+                return r.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ over HTTP
+@pytest.mark.parametrize("username", sorted(EXPECTED))
+def test_each_role_opens_exactly_its_pages(portal, username):
+    c = Client(portal)
+    assert c.get("/overview")[0] == 302                        # not logged in: to the log-in page
+    assert c.login(username) == 302
+    for slug in ALL_PAGES:
+        status, body, _ = c.get(f"/{slug}")
+        assert status == (200 if slug in EXPECTED[username] else 403), (username, slug, status)
+
+
+def test_enterprise_user_cannot_download_another_enterprises_statement(portal):
+    ids = statement_ids(portal.url)
+    c = Client(portal)
+    assert c.get(f"/statements/{ids['E01']}")[0] == 302        # no cookie: log in first
+    c.login("ent-e01")
+    status, body, headers = c.get(f"/statements/{ids['E01']}")
+    assert status == 200 and body == b"%PDF-1.4 statement of E01\n"
+    assert "attachment" in headers["Content-Disposition"]
+    assert c.get(f"/statements/{ids['E02']}")[0] == 403
+    assert c.get("/statements/999999")[0] == 403                # no hint whether an id exists
+    op = Client(portal)
+    op.login("operator")
+    assert op.get(f"/statements/{ids['E02']}")[0] == 200
+
+
+def test_wrong_password_then_lock_out(portal):
+    from anning_lib.auth.access import SYSTEM
+    from anning_lib.auth.audit import read_audit
+    from anning_lib.auth.users import add_user
+    from anning_lib.store.engine import make_engine
+
+    engine = make_engine(portal.url)
+    add_user(engine, SYSTEM, "locktest", "locktest-pass-1", "operator")
+    c = Client(portal)
+    for _ in range(5):                                          # ANNING_LOGIN_MAX_FAILURES default 5
+        assert c.login("locktest", "wrong-password") == 401
+    assert c.login("locktest", "locktest-pass-1") == 401        # locked: even the right password
+    assert c.get("/overview")[0] == 302
+    actions = [r["action"] for r in read_audit(engine, target="user:locktest")]
+    assert actions.count("login_failed") == 6 and "user_locked" in actions and "login" not in actions
+    assert all("locktest-pass-1" not in str(r["detail"]) for r in read_audit(engine))
+
+
+def test_logout_and_deactivation_end_the_session(portal):
+    from anning_lib.auth.access import SYSTEM
+    from anning_lib.auth.users import add_user, set_active
+    from anning_lib.store.engine import make_engine
+
+    engine = make_engine(portal.url)
+    add_user(engine, SYSTEM, "shortlived", "shortlived-pass", "operator")
+    c = Client(portal)
+    c.login("shortlived", "shortlived-pass")
+    assert c.get("/alarms")[0] == 200
+    set_active(engine, SYSTEM, "shortlived", False)
+    assert c.get("/alarms")[0] == 302                           # the same cookie no longer opens anything
+    set_active(engine, SYSTEM, "shortlived", True)
+    assert c.get("/alarms")[0] == 200
+    assert c.get("/logout")[0] == 200
+    assert c.get("/alarms")[0] == 302
+
+
+def test_session_cookie_is_signed_and_http_only(portal):
+    c = Client(portal)
+    c.login("operator")
+    cookie = next(k for k in c.jar if k.name == "user")
+    assert cookie.value != "operator" and cookie.has_nonstandard_attr("HttpOnly")
+    forged = Client(portal)
+    forged.jar.set_cookie(http.cookiejar.Cookie(0, "user", "admin", None, False, "127.0.0.1", False, False, "/",
+                                                True, False, None, False, None, None, {}))
+    assert forged.get("/admin")[0] == 302                       # an unsigned name is nobody
+
+
+# ------------------------------------------------------------------------------------------------ in Chromium
+def _shoot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("username", ["admin", "ent-e01", "visitor"])
+def test_pages_draw_at_desktop_and_phone_size_with_no_outside_request(portal, browser, username):
+    """Every page the role may open draws completely at both sizes, and no request leaves the machine
+    (anything not to the portal itself is aborted and recorded)."""
+    outside: list[str] = []
+    for size_name, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        ctx = browser.new_context(viewport=size)
+        ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(portal.base)
+                  or route.request.url.startswith(("data:", "blob:"))
+                  else (outside.append(route.request.url), route.abort()))
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        login(page, portal.base, username)
+        for slug in sorted(EXPECTED[username]):
+            page.goto(f"{portal.base}/{slug}")
+            wait_drawn(page)
+            links = page.locator("nav.anning-header a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+            assert {h.strip("/") for h in links if h.startswith("/") and not h.startswith(("/lang", "/logout"))} \
+                == EXPECTED[username], (username, slug)
+            _shoot(page, f"{slug}-{username}-{size_name}")
+        assert not errors, errors
+        ctx.close()
+    assert outside == []
+
+
+def test_enterprise_page_refuses_another_enterprise(portal, browser):
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    login(page, portal.base, "ent-e01")
+    page.goto(f"{portal.base}/enterprise?enterprise=E02")
+    wait_drawn(page)
+    refusal = page.get_by_text(re.compile("may not see"))     # the library's AccessError, shown on the page
+    refusal.first.wait_for(timeout=10000)
+    assert "E02" in refusal.first.inner_text()
+    from anning_lib.park import load_park
+
+    e02 = load_park().enterprise("E02")
+    assert page.get_by_text(e02.name).count() == 0 and page.get_by_text(e02.name_en).count() == 0
+    _shoot(page, "enterprise-refused-ent-e01-desktop")
+    ctx.close()
+
+
+def test_https_with_a_certificate(tmp_path):
+    """With a certificate the portal speaks HTTPS and marks the session cookie Secure."""
+    from anning_lib.ingest.pki import ensure_server_cert
+
+    crt, key = ensure_server_cert(tmp_path / "pki", "portal")
+    url = seed_store(tmp_path, days=1)
+    p = Portal(url, tmp_path, free_port(), env={"ANNING_PORTAL_CERTFILE": str(crt),
+                                                "ANNING_PORTAL_KEYFILE": str(key)}).start()
+    try:
+        assert p.base.startswith("https://")
+        c = Client(p)
+        assert c.login("operator") == 302
+        cookie = next(k for k in c.jar if k.name == "user")
+        assert cookie.secure
+        assert c.get("/overview")[0] == 200
+    finally:
+        p.stop()
+
+
+def _count(url: str, table: str) -> int:
+    from anning_lib.store.engine import make_engine
+    from anning_lib.store.timeseries import count_rows
+
+    engine = make_engine(url)
+    try:
+        return count_rows(engine, table)
+    finally:
+        engine.dispose()
+
+
+def test_admin_forms_refuse_bad_input_and_change_nothing(portal, browser):
+    """A point with an unknown unit and a tariff with overlapping periods: a clear message, nothing stored."""
+    from playwright.sync_api import expect
+
+    from anning_lib.config import get_settings
+
+    points, audits = _count(portal.url, "point"), _count(portal.url, "audit_log")
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    login(page, portal.base, "admin")
+    page.goto(f"{portal.base}/admin")
+    wait_drawn(page)
+    page.get_by_text("设备与测点").click()
+    page.get_by_label("测点编号（如 p_kw）").fill("p2_kw")
+    page.get_by_label("单位").fill("kwhh")
+    page.get_by_role("button", name="添加测点").click()
+    page.get_by_text("unknown unit 'kwhh'").wait_for(timeout=10000)
+    _shoot(page, "admin-point-refused-desktop")
+    assert _count(portal.url, "point") == points
+
+    tariff = get_settings().data_dir / "tariffs" / "yunnan_tou_2026.yaml"
+    before = tariff.read_bytes()
+    page.get_by_text("电价", exact=True).click()
+    page.get_by_role("combobox").first.select_option("yunnan_tou_2026.yaml")
+    box = page.locator("textarea").first
+    expect(box).to_have_value(re.compile("bands:"), timeout=10000)
+    text = box.input_value()
+    first = '{band: flat,   start: "00:00", end: "02:00"}'
+    assert first in text
+    box.fill(text.replace(first, '{band: flat,   start: "00:00", end: "03:00"}'))   # now overlaps 02:00-06:00
+    box.blur()
+    page.get_by_role("button", name="校验并保存").click()
+    page.get_by_text("overlaps").first.wait_for(timeout=10000)
+    _shoot(page, "admin-tariff-refused-desktop")
+    assert tariff.read_bytes() == before
+    assert _count(portal.url, "audit_log") == audits + 1        # only the admin's log-in
+    ctx.close()
