@@ -339,9 +339,9 @@ def _show_order(wo_id: int | None) -> None:
 
 def _load_orders() -> None:
     status = status_sel.value if status_sel.value in wo.STATUSES else None
-    rows = wo.list_orders(engine, _who(), status=status, overdue=True if overdue_chk.value else None)
     if status_sel.value == NOT_CLOSED:
-        rows = [r for r in rows if r["status"] != "closed"]
+        status = tuple(s for s in wo.STATUSES if s != "closed")
+    rows = wo.list_orders(engine, _who(), status=status, overdue=True if overdue_chk.value else None, limit=1000)
     order_rows.clear()
     order_rows.update({r["id"]: r for r in rows})
     keep = shown["order"]

@@ -153,6 +153,12 @@ def test_priorities_due_times_and_overdue(park):
     assert wo.update(engine, op, p4, priority="P1", now=at)["due_at"] == T0 + 4 * H
     assert wo.update(engine, op, p4, priority="P2", due_at=T0 + 48 * H, now=at)["due_at"] == T0 + 48 * H
     assert [w["id"] for w in wo.list_orders(engine, op, status="resolved")] == [fixed]
+    # several statuses at once, and the earliest-due few (the portal's "not closed" board)
+    wo.update(engine, op, fixed, status="closed", now=at)
+    assert [w["id"] for w in wo.list_orders(engine, op, status=("open", "in_progress", "resolved"))] == [p1, p4]
+    assert [w["id"] for w in wo.list_orders(engine, op, limit=2)] == [fixed, p1]
+    with pytest.raises(QualityError, match="status: unknown status 'done'"):
+        wo.list_orders(engine, op, status=("open", "done"))
 
 
 @pytest.mark.parametrize(("kw", "match"), [

@@ -283,34 +283,41 @@ def get(engine: Engine, actor: Actor, wo_id: int, *, now: dt.datetime | None = N
     return d
 
 
-def list_orders(engine: Engine, actor: Actor, *, status: str | None = None, overdue: bool | None = None,
-                enterprise_id: str | None = None, now: dt.datetime | None = None) -> list[dict]:
+def list_orders(engine: Engine, actor: Actor, *, status: str | tuple[str, ...] | None = None,
+                overdue: bool | None = None, enterprise_id: str | None = None, now: dt.datetime | None = None,
+                limit: int | None = None) -> list[dict]:
     """The work orders ``actor`` may see, earliest due first, each with an ``overdue`` flag.
 
     Parameters
     ----------
-    status : str, optional
-        only this status.
+    status : str or tuple of str, optional
+        only this status (or these statuses).
     overdue : bool, optional
         True: only overdue ones; False: only those not overdue; None: all.
     enterprise_id : str, optional
         only this enterprise's (an enterprise user asking for another enterprise is refused).
     now : datetime, optional
         the instant ``overdue`` is judged at (default: now).
+    limit : int, optional
+        at most this many (the earliest due).
     """
     now = _now(now)
     q = _query().order_by(WO.c.due_at.is_(None), WO.c.due_at, WO.c.id)
     if (cond := scope_filter(actor, WO.c.enterprise_id)) is not None:
         q = q.where(cond)
     if status is not None:
-        if status not in STATUSES:
-            raise QualityError(f"status: unknown status {status!r} (known: {', '.join(STATUSES)})")
-        q = q.where(WO.c.status == status)
+        wanted = (status,) if isinstance(status, str) else tuple(status)
+        for one in wanted:
+            if one not in STATUSES:
+                raise QualityError(f"status: unknown status {one!r} (known: {', '.join(STATUSES)})")
+        q = q.where(WO.c.status.in_(wanted))
     if enterprise_id is not None:
         require_visible(actor, "work orders", enterprise_id)
         q = q.where(WO.c.enterprise_id == enterprise_id)
     late = sa.and_(WO.c.due_at.is_not(None), WO.c.due_at < now, WO.c.status.in_(ACTIVE))
     if overdue is not None:
         q = q.where(late if overdue else sa.not_(late))
+    if limit is not None:
+        q = q.limit(limit)
     with engine.connect() as conn:
         return [_as_dict(r, now) for r in conn.execute(q)]
