@@ -57,6 +57,14 @@ def tile(label: str, value: str, unit: str = "") -> pn.pane.HTML:
                         stylesheets=[CSS], margin=4)
 
 
+def tiles_html(items: list[tuple[str, str, str]]) -> str:
+    """Figure tiles ``(label, value, unit)`` as one HTML block that wraps: a page that refreshes its figures
+    changes one string instead of rebuilding a widget per figure."""
+    cells = "".join(f'<div class="tile"><div class="k">{html.escape(k)}</div><span class="v">{html.escape(v)}</span>'
+                    f'<span class="u">{html.escape(u)}</span></div>' for k, v, u in items)
+    return f'<div style="display:flex;flex-wrap:wrap;gap:8px">{cells}</div>'
+
+
 def tiles(*items: pn.viewable.Viewable) -> pn.FlexBox:
     """Figure tiles in rows that wrap (one or two per row on a phone)."""
     return pn.FlexBox(*items, flex_wrap="wrap", sizing_mode="stretch_width")
