@@ -53,3 +53,12 @@ def t(key: str, lang: str = DEFAULT_LANG, **kw) -> str:
     """The text of ``key`` in ``lang``, formatted with ``kw``; an unknown key raises KeyError (a bug)."""
     text = catalogue()[key][lang if lang in LANGS else DEFAULT_LANG]
     return text.format(**kw) if kw else text
+
+
+def word(prefix: str, value: object, lang: str = DEFAULT_LANG) -> str:
+    """The text of key ``<prefix>_<value>`` (a status, a kind...) or the value itself where the catalogue has no
+    such key (a value newer than the catalogue); None gives an empty string."""
+    if value is None:
+        return ""
+    key = f"{prefix}_{value}"
+    return t(key, lang) if key in catalogue() else str(value)

@@ -15,9 +15,10 @@ from bokeh.models import NumeralTickFormatter
 from bokeh.models.widgets.tables import NumberFormatter
 
 from anning_lib.errors import AccessError, CarbonError
-from anning_lib.i18n import catalogue, t
+from anning_lib.i18n import t
+from anning_lib.i18n import word as i18n_word
 from anning_lib.portal import context, energy
-from anning_lib.portal.layout import fmt, shell, tile, tiles
+from anning_lib.portal.layout import enterprise_label, fmt, shell, tile, tiles
 
 actor, lang = context.actor(), context.lang()
 engine, park = context.engine(), context.park()
@@ -27,18 +28,13 @@ NOTE = {"color": "#4a6272", "font-size": "13px"}
 
 
 def word(prefix: str, value) -> str:
-    key = f"{prefix}_{value}"
-    return t(key, lang) if key in catalogue() else str(value)
+    return i18n_word(prefix, value, lang)
 
 
 def ent_name(eid: str | None) -> str:
     if not eid:
         return t("carbon_park", lang)
-    try:
-        e = park.enterprise(eid)
-    except KeyError:
-        return eid
-    return f"{eid} · {e.name_en if lang == 'en' and e.name_en else e.name}"
+    return enterprise_label(park, eid, lang)
 
 
 def num(digits: int = 0) -> NumberFormatter:

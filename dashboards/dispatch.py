@@ -14,9 +14,10 @@ from bokeh.models.widgets.tables import NumberFormatter
 
 from anning_lib.auth.access import allowed, require_role
 from anning_lib.errors import AccessError, DispatchError
-from anning_lib.i18n import catalogue, t
+from anning_lib.i18n import t
+from anning_lib.i18n import word as i18n_word
 from anning_lib.portal import context, energy
-from anning_lib.portal.layout import fmt, shell, tile, tiles
+from anning_lib.portal.layout import enterprise_label, fmt, shell, tile, tiles
 
 actor, lang = context.actor(), context.lang()
 engine, park = context.engine(), context.park()
@@ -27,19 +28,13 @@ TABLE = dict(disabled=True, show_index=False, sizing_mode="stretch_width", layou
 
 
 def word(prefix: str, value) -> str:
-    """The catalogue text of ``prefix_value`` or the value itself (a status the catalogue does not know)."""
-    key = f"{prefix}_{value}"
-    return t(key, lang) if key in catalogue() else str(value)
+    return i18n_word(prefix, value, lang)
 
 
 def site_name(site: str) -> str:
     if site == energy.PARK:
         return t("dispatch_site_park", lang)
-    try:
-        e = park.enterprise(site)
-    except KeyError:
-        return site
-    return f"{site} · {e.name_en if lang == 'en' and e.name_en else e.name}"
+    return enterprise_label(park, site, lang)
 
 
 def when(ts) -> str:

@@ -75,3 +75,12 @@ def fmt(value: float | None, digits: int = 0) -> str:
     if value is None or value != value:
         return "–"
     return f"{value:,.{digits}f}"
+
+
+def enterprise_label(park, enterprise_id: str, lang: str) -> str:
+    """``E01 · 安宁示范电炉钢厂`` (English name under ``en`` where the park model has one); an unknown id as is."""
+    try:
+        e = park.enterprise(enterprise_id)
+    except Exception:          # noqa: BLE001 - an id the park model does not know is shown as it is
+        return enterprise_id
+    return f"{enterprise_id} · {e.name_en if lang == 'en' and e.name_en else e.name}"

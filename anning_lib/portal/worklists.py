@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from anning_lib.auth.access import Actor, can_see, require, scope_filter
-from anning_lib.i18n import catalogue, t
+from anning_lib.i18n import t, word
 from anning_lib.quality import alarms as qa
 from anning_lib.quality import workorders as wo
 from anning_lib.store.schema import TABLES
@@ -53,8 +53,7 @@ def local_time(ts: dt.datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 def label(prefix: str, value: object, lang: str) -> str:
     """The catalogue text of ``<prefix><value>`` if the catalogue has it, else ``value`` itself (a kind or
     action added later shows as its code rather than breaking the page)."""
-    key = f"{prefix}{value}"
-    return t(key, lang) if key in catalogue() else str(value if value is not None else "")
+    return word(prefix.removesuffix("_"), value, lang)
 
 
 def enterprise_label(enterprise_id: str | None, names: dict[str, tuple[str, str]], lang: str,
