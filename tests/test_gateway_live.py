@@ -42,17 +42,21 @@ def test_simulated_park_through_all_three_protocols(engine, tmp_path):
         tasks = [asyncio.create_task(servers.run(stop)), asyncio.create_task(gw.run(stop))]
         try:
             await until(lambda: all(h.connected and h.n_samples for h in gw.health[1:]), "every connection up")
-            readback = await write_setpoint(gw.adapter_for("SES.p_set_kw"), PARK, engine, "SES.p_set_kw", -8_000.0)
-            await until(lambda: latest(gw, "SES.p_kw") == -8_000.0, "storage following the setpoint")
+            await until(lambda: latest(gw, "SES.soc_frac") is not None, "the storage's state of charge")
+            # charge a storage below half full, discharge one above (the simulated SES is full in the valley
+            # hours: a charge setpoint would be clipped to 0)
+            value = -8_000.0 if latest(gw, "SES.soc_frac") < 0.5 else 8_000.0
+            readback = await write_setpoint(gw.adapter_for("SES.p_set_kw"), PARK, engine, "SES.p_set_kw", value)
+            await until(lambda: latest(gw, "SES.p_kw") == value, "storage following the setpoint")
             await asyncio.sleep(0.3)                   # one more writer flush
         finally:
             stop.set()
             await asyncio.gather(*tasks)
             await servers.stop()
-        return gw, readback
+        return gw, readback, value
 
-    gw, readback = asyncio.run(go())
-    assert readback == pytest.approx(-8_000.0, abs=0.05)
+    gw, readback, value = asyncio.run(go())
+    assert readback == pytest.approx(value, abs=0.05)
     for h in gw.health[1:]:
         assert h.n_samples > 0 and h.n_bad == 0, h
     with engine.connect() as c:
@@ -65,5 +69,5 @@ def test_simulated_park_through_all_three_protocols(engine, tmp_path):
         sources = c.execute(sa.text("select source from ingest_health order by source")).scalars().all()
     # every mapped point of every protocol arrived (counts from ingest check: 98 Modbus, 60 OPC UA, 26 MQTT)
     assert per_protocol == {"modbus": 98, "opcua": 60, "mqtt": 26}
-    assert dict((code, v) for code, v in ses) == pytest.approx({"p_kw": -8_000.0, "p_set_kw": -8_000.0}, abs=0.05)
+    assert dict((code, v) for code, v in ses) == pytest.approx({"p_kw": value, "p_set_kw": value}, abs=0.05)
     assert sources == ["park-broker", "sim-modbus", "sim-opcua", "writer"]
