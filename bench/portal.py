@@ -5,10 +5,13 @@ previous month to today and the previous month's carbon accounts computed, as a 
 enterprise page opens on the current month, read from the meters; the previous one is a click away).
 Server: ``anning serve`` in a subprocess (:mod:`tests.portal_harness`), with 1 and with 2 processes (Tornado fork).
 
-Users: 50, each its own browser context (own cookies and HTTP cache) in one headless Chromium (Debian's, driven by
-Playwright); half open the park overview (visitor and operator), half an enterprise page (users of E01 and E02).
+Users: 50, each its own browser context (own cookies and HTTP cache) with one tab in one headless Chromium (Debian's,
+driven by Playwright), logged in and resting on the portal's log-in page; half open the park overview (visitor and
+operator), half an enterprise page (users of E01 and E02), by navigating that tab, and go back to the log-in page
+after each scenario (which ends their sessions). Tabs are opened beforehand: Chromium needs seconds per new tab
+under load, which is the user's computer's business, not the portal's.
 **Returning users**: before anything is measured every context has fetched the JavaScript and CSS its page loads
-(the URLs read from real loads of each page, fetched from the log-in page, so no server session is made), so
+(the URLs read from real loads of each page, fetched from the log-in tab, so no server session is made), so
 Bokeh's and Panel's 3 MB of scripts come from the context's HTTP cache (``max-age`` 10 years), as for someone who
 opened the portal yesterday. The same port serves every run, so the cached URLs are the ones measured. On loopback
 this saves bytes, not time: Chromium still parses and runs the scripts. ``--cold`` measures first visits.
@@ -66,7 +69,7 @@ from portal_harness import CHROMIUM, FLAGS, REPO, USERS, Portal, seed_store  # n
 DRAWN_JS = """() => window.Bokeh !== undefined && Bokeh.documents !== undefined && Bokeh.documents.length > 0
   && Bokeh.documents.every(d => d.is_idle)"""
 VIEWPORT = {"width": 1440, "height": 900}
-DEADLINE_S = 20.0
+DEADLINE_S = 15.0
 """A page not fully drawn this long after its navigation started counts as failed [s]."""
 WARM_JS = "async (urls) => { await Promise.all(urls.map(u => fetch(u).then(r => r.arrayBuffer()))); }"
 SERVE = """import sys
@@ -240,46 +243,42 @@ async def login_state(browser, base: str, username: str) -> dict:
 FAILURES: dict[str, int] = {}
 
 
-async def open_page(ctx, url: str):
-    """A new page of ``ctx`` navigated to ``url``: (page or None, seconds from the navigation's start to fully
-    drawn, or None if not drawn within :data:`DEADLINE_S`)."""
-    box: dict = {}
-
+async def navigate(tab, url: str) -> float | None:
+    """Navigate an open tab to ``url``: seconds from the navigation's start to fully drawn, or None if not drawn
+    within :data:`DEADLINE_S`."""
     async def drawn():
-        box["page"] = page = await ctx.new_page()
-        box["t0"] = time.perf_counter()
-        await page.goto(url, timeout=0)
-        await page.wait_for_selector("nav.anning-header", timeout=0)
-        await page.wait_for_function(DRAWN_JS, timeout=0, polling=50)
+        await tab.goto(url, timeout=0)
+        await tab.wait_for_selector("nav.anning-header", timeout=0)
+        await tab.wait_for_function(DRAWN_JS, timeout=0, polling=50)
+    t0 = time.perf_counter()
     try:
         await asyncio.wait_for(drawn(), DEADLINE_S)
     except Exception as err:        # not drawn in time, or a page error: a failure, not a figure
         why = "not drawn in time" if isinstance(err, asyncio.TimeoutError) else type(err).__name__
         FAILURES[why] = FAILURES.get(why, 0) + 1
-        return box.get("page"), None
-    return box["page"], time.perf_counter() - box["t0"]
+        return None
+    return time.perf_counter() - t0
 
 
-async def close(pages) -> None:
-    await asyncio.gather(*(p.close() for p in pages if p is not None), return_exceptions=True)
+async def leave(tabs, base: str) -> None:
+    """Back to the log-in page (ends the Bokeh sessions: their web sockets close)."""
+    await asyncio.gather(*(t.goto(base + "/login", timeout=DEADLINE_S * 1000) for t in tabs), return_exceptions=True)
 
 
-async def assets_of(ctx, url: str) -> list[str]:
-    """The JavaScript and CSS files two loads of ``url`` fetched, in order (a server's first page may differ)."""
+async def assets_of(tab, base: str, path: str) -> list[str]:
+    """The JavaScript and CSS files two loads of ``path`` fetched, in order (a server's first page may differ)."""
     urls: list[str] = []
     for _ in range(2):
-        page, _dt = await open_page(ctx, url)
-        if page is None:
-            continue
-        urls += await page.evaluate("""() => performance.getEntriesByType('resource').map(e => e.name)
+        await navigate(tab, base + path)
+        urls += await tab.evaluate("""() => performance.getEntriesByType('resource').map(e => e.name)
             .filter(u => u.includes('/static/') && (u.includes('.js') || u.includes('.css')))""")
-        await page.close()
+        await leave([tab], base)
     return list(dict.fromkeys(urls))
 
 
-async def load_once(ctx, url: str) -> float | None:
-    page, dt = await open_page(ctx, url)
-    await close([page])
+async def load_once(tab, base: str, path: str) -> float | None:
+    dt = await navigate(tab, base + path)
+    await leave([tab], base)
     return dt
 
 
@@ -299,18 +298,20 @@ async def pull_doc(base: str, path: str, cookie: str):
         token = re.search(r'"token":\s*"([^"]+)"', page.body.decode()).group(1)
         ws = await websocket_connect(HTTPRequest(base.replace("http", "ws", 1) + path + "/ws",
                                                  headers={"Cookie": cookie}), subprotocols=["bokeh", token])
-        header = json.dumps({"msgid": "bench-1", "msgtype": "PULL-DOC-REQ"})
-        for frame in (header, "{}", "{}"):
+        async def until(msgtype: str) -> None:       # frames up to the end of the next message of that type
+            while True:
+                frame = await ws.read_message()
+                if frame is None:
+                    raise ConnectionError("web socket closed")
+                if isinstance(frame, str) and f'"{msgtype}"' in frame[:200]:
+                    for _ in range(2 + 2 * json.loads(frame).get("num_buffers", 0)):   # metadata, content, buffers
+                        await ws.read_message()
+                    return
+        await until("ACK")                        # the server is ready for requests (as Bokeh's client waits)
+        for frame in (json.dumps({"msgid": "bench-1", "msgtype": "PULL-DOC-REQ"}), "{}", "{}"):
             await ws.write_message(frame)
-        while True:                              # ACK first, then the reply (header, metadata, content, buffers)
-            frame = await ws.read_message()
-            if frame is None:
-                raise ConnectionError("web socket closed")
-            if isinstance(frame, str) and '"PULL-DOC-REPLY"' in frame[:200]:
-                rest = 2 + 2 * json.loads(frame).get("num_buffers", 0)
-                for _ in range(rest):
-                    await ws.read_message()
-                return ws
+        await until("PULL-DOC-REPLY")
+        return ws
     t0 = time.perf_counter()
     try:
         ws = await asyncio.wait_for(pull(), DEADLINE_S)
@@ -362,47 +363,46 @@ def quantiles(times: list[float]) -> dict:
     return {"n": len(ok), "failed": len(times) - len(ok), "p50": statistics.median(ok), "p95": q[18], "max": ok[-1]}
 
 
-async def alone(contexts, plan, base: str, server, reps: int = 3, warm: int = 1) -> dict:
+async def alone(tabs, plan, base: str, server, reps: int = 3, warm: int = 1) -> dict:
     """Median time to drawn of each page, one user at a time, after ``warm`` loads of each (the server's first
     sessions import the plotting libraries); ``cpu``: the server's CPU seconds per measured load."""
     out, m = {}, None
     for path in ("/overview", "/enterprise"):
-        ctx = next(c for c, (_u, p) in zip(contexts, plan) if p == path)
+        tab = next(t for t, (_u, p) in zip(tabs, plan) if p == path)
         for _ in range(warm):
-            await load_once(ctx, base + path)
+            await load_once(tab, base, path)
         m = m or Meter(server).start()
-        ts = [t for t in [await load_once(ctx, base + path) for _ in range(reps)] if t is not None]
+        ts = [t for t in [await load_once(tab, base, path) for _ in range(reps)] if t is not None]
         out[path] = statistics.median(ts) if ts else float("nan")
     out["cpu"] = m.read()[1] / (2 * reps) if reps else float("nan")
     return out
 
 
-async def burst(contexts, plan, base: str, server) -> dict:
+async def burst(tabs, plan, base: str, server) -> dict:
     m = Meter(server).start()
-    res = await asyncio.gather(*(open_page(c, base + p) for c, (_u, p) in zip(contexts, plan)))
+    times = await asyncio.gather(*(navigate(t, base + p) for t, (_u, p) in zip(tabs, plan)))
     wall, s_cpu, b_cpu = m.read()
     mem = rss_mb(server)
-    await close(page for page, _dt in res)
-    return {**quantiles([dt for _p, dt in res]), "wall": wall, "server_cpu": s_cpu, "browser_cpu": b_cpu,
-            "rss": mem}
+    await leave(tabs, base)
+    return {**quantiles(times), "wall": wall, "server_cpu": s_cpu, "browser_cpu": b_cpu, "rss": mem}
 
 
-async def ramp(contexts, plan, base: str, server, rate: float) -> dict:
+async def ramp(tabs, plan, base: str, server, rate: float) -> dict:
     m = Meter(server).start()
 
-    async def arrive(i, ctx, path):
+    async def arrive(i, tab, path):
         await asyncio.sleep(i / rate)
-        return await open_page(ctx, base + path)
+        return await navigate(tab, base + path)
 
-    res = await asyncio.gather(*(arrive(i, c, p) for i, (c, (_u, p)) in enumerate(zip(contexts, plan))))
+    times = await asyncio.gather(*(arrive(i, t, p) for i, (t, (_u, p)) in enumerate(zip(tabs, plan))))
     wall, s_cpu, b_cpu = m.read()
     steady = Meter(server).start()
     await asyncio.sleep(STEADY_S)
     st_wall, st_server, st_browser = steady.read()
     mem = rss_mb(server)
-    await close(page for page, _dt in res)
-    return {**quantiles([dt for _p, dt in res]), "wall": wall, "server_cpu": s_cpu, "browser_cpu": b_cpu,
-            "rss": mem, "steady_server": st_server / st_wall, "steady_browser": st_browser / st_wall}
+    await leave(tabs, base)
+    return {**quantiles(times), "wall": wall, "server_cpu": s_cpu, "browser_cpu": b_cpu, "rss": mem,
+            "steady_server": st_server / st_wall, "steady_browser": st_browser / st_wall}
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -430,23 +430,22 @@ async def bench(url: str, var: Path, args) -> None:
         try:
             base = portal.base
             states = {u: await login_state(browser, base, u) for u in {u for u, _p in plan}}
-            contexts = [await browser.new_context(storage_state=states[u], viewport=VIEWPORT) for u, _p in plan]
             cookies = {u: "; ".join(f"{c['name']}={c['value']}" for c in st["cookies"]) for u, st in states.items()}
-            if not args.cold:                       # returning users: the page's scripts and CSS cached and run
-                t0 = time.perf_counter()
-                paths = sorted({p for _u, p in plan})
-                assets = {p: await assets_of(contexts[[q for _u, q in plan].index(p)], base + p) for p in paths}
-                sem = asyncio.Semaphore(8)
+            t0 = time.perf_counter()
+            sem = asyncio.Semaphore(8)
 
-                async def warm(ctx, path):
-                    async with sem:
-                        page = await ctx.new_page()
-                        await page.goto(base + "/login")
-                        await page.evaluate(WARM_JS, assets[path])
-                        await page.close()
-                await asyncio.gather(*(warm(c, p) for c, (_u, p) in zip(contexts, plan)))
-                print(f"  warm-up: {n} contexts' caches filled in {time.perf_counter() - t0:.0f} s "
-                      f"({', '.join(f'{p} {len(a)} files' for p, a in sorted(assets.items()))})", flush=True)
+            async def tab_of(user):                 # one open tab per user, on the portal's log-in page
+                async with sem:
+                    tab = await (await browser.new_context(storage_state=states[user], viewport=VIEWPORT)).new_page()
+                    await tab.goto(base + "/login")
+                    return tab
+            tabs = await asyncio.gather(*(tab_of(u) for u, _p in plan))
+            if not args.cold:                       # returning users: the page's scripts and CSS in the cache
+                paths = sorted({p for _u, p in plan})
+                assets = {p: await assets_of(tabs[[q for _u, q in plan].index(p)], base, p) for p in paths}
+                await asyncio.gather(*(t.evaluate(WARM_JS, assets[p]) for t, (_u, p) in zip(tabs, plan)))
+            print(f"  {n} users' tabs opened{'' if args.cold else ' and caches filled'} in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
         finally:
             stop(portal)
 
@@ -458,13 +457,13 @@ async def bench(url: str, var: Path, args) -> None:
             try:
                 server = server_procs(portal.proc.pid)
                 mem0 = rss_mb(server)
-                base_t = await alone(contexts, plan, portal.base, server, warm=procs)
+                base_t = await alone(tabs, plan, portal.base, server, warm=procs)
                 label = f"{procs} process{'es' if procs > 1 else ''}" + (" (+ parent)" if len(server) > procs else "")
                 print(f"  {label}: alone, one user at a time: overview {base_t['/overview']:.2f} s, "
                       f"enterprise {base_t['/enterprise']:.2f} s, server CPU {base_t['cpu']:.2f} s/page | "
                       f"server RSS {mem0:.0f} MB before", flush=True)
                 if "burst" in args.scenarios:
-                    b = await burst(contexts, plan, portal.base, server)
+                    b = await burst(tabs, plan, portal.base, server)
                     verdicts.append((procs, "burst", b))
                     what = f"(a) burst, {n} at once"
                     print(f"    {what:24s} {fmt_q(b):45s} {b['server_cpu'] / n:6.2f} s/page "
@@ -476,8 +475,8 @@ async def bench(url: str, var: Path, args) -> None:
                 portal = start(url, var, port, procs, args.dashboards)     # a fresh server: no burst sessions
                 try:
                     server = server_procs(portal.proc.pid)
-                    await alone(contexts, plan, portal.base, server, reps=0, warm=procs)   # first sessions: imports
-                    r = await ramp(contexts, plan, portal.base, server, args.rate)
+                    await alone(tabs, plan, portal.base, server, reps=0, warm=procs)   # first sessions: imports
+                    r = await ramp(tabs, plan, portal.base, server, args.rate)
                     verdicts.append((procs, "ramp", r))
                     what = f"(b) ramp, {args.rate:g}/s, stay open"
                     print(f"    {what:24s} {fmt_q(r):45s} {r['server_cpu'] / n:6.2f} s/page "
