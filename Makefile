@@ -6,8 +6,9 @@ STAMP    = $(VENV)/.installed
 DAYS    ?= 90
 # Debian packages the product needs: PostgreSQL (store tests, production), Mosquitto (MQTT broker; the demo
 # falls back to an embedded broker without it), Chromium (the portal's browser tests and benchmark) and a
-# Chinese font (pages and PDF statements render Chinese text).
-APT_PKGS = postgresql mosquitto chromium fonts-wqy-zenhei
+# Chinese font (pages and PDF statements render Chinese text), Pango (WeasyPrint's text layout) and poppler-utils
+# (pdftotext/pdftoppm: the statement tests read PDFs back).
+APT_PKGS = postgresql mosquitto chromium fonts-wqy-zenhei poppler-utils libpango-1.0-0 libpangoft2-1.0-0
 
 .PHONY: demo test bench setup system-deps clean
 

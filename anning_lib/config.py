@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     portal_address: str = Field(default="127.0.0.1", description="address the portal listens on")
     portal_certfile: Path | None = Field(default=None, description="TLS certificate (PEM): the portal serves HTTPS")
     portal_keyfile: Path | None = Field(default=None, description="TLS private key (PEM) of portal_certfile")
+    reports_dir: Path = Field(default=REPO_ROOT / "reports", description="report templates (papermill notebooks)")
+    report_attempts: int = Field(default=3, ge=1, le=10, description="tries of a report run before it is failed")
+    report_retry_s: float = Field(default=60.0, ge=0, description="wait between two tries of a report run [s]")
+
+    @property
+    def report_out_dir(self) -> Path:
+        """Where produced reports go (served by the portal's ``/statements/<id>``)."""
+        return self.var_dir / "reports"
 
     @classmethod
     def settings_customise_sources(

@@ -98,3 +98,7 @@ class AccessError(AnningError):
 
 class QualityError(AnningError):
     """An alarm or work-order operation was refused (unknown id, not allowed for the user, bad transition)."""
+
+
+class ReportError(AnningError):
+    """A report could not be defined, run or rendered (bad parameter, template failure, export)."""

@@ -43,7 +43,7 @@ def test_init_db_twice_is_harmless(engine, tiny_park):
     assert before[0] == {"enterprise": 2, "building": 1, "device": 4, "point": 6}
     init_db(engine, tiny_park)
     assert _snapshot(engine) == before
-    assert current_revision(engine) == head_revision() == "0007"
+    assert current_revision(engine) == head_revision() == "0008"
 
 
 def test_sync_updates_in_place_and_keeps_point_ids(db):
@@ -87,7 +87,7 @@ def test_migration_keeps_rows_from_0001(engine):
     with engine.begin() as c:
         _insert_0001_rows(c, engine.dialect.name)
     upgrade(engine, "head")
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == "0008"
     with engine.connect() as c:
         p = c.execute(sa.text("select id, tag, device_id, max, scale, address, dtype from point")).one()
         m = c.execute(sa.text("select point_id, value, quality from measurement")).one()
@@ -109,7 +109,7 @@ def test_downgrade_to_base_and_back(engine):
     downgrade(engine, "base")
     assert set(sa.inspect(engine).get_table_names()) <= {"alembic_version"}
     upgrade(engine)
-    assert current_revision(engine) == "0007"
+    assert current_revision(engine) == "0008"
 
 
 def test_models_match_migrations(engine):

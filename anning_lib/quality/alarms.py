@@ -107,6 +107,51 @@ def apply(engine: Engine, transitions: list[Transition], point_ids: dict[str, in
     return out
 
 
+def raise_event(engine: Engine, rule_id: str, target: str, message: str, *, severity: str = "high",
+                kind: str = "system", enterprise_id: str | None = None, detail: dict | None = None,
+                now: dt.datetime | None = None) -> int | None:
+    """Raise an alarm for an event of the system itself (a report run failed, a scheduled job missed), with no
+    point or device behind it; returns its id, or None while one of (rule, target) is already active.
+
+    Same life cycle and the same no-duplicate rule as the engine's alarms (:func:`_raise`); :func:`clear_event`
+    clears it when the condition is gone (the report produced after all).
+    """
+    ts = now or dt.datetime.now(dt.UTC)
+    a = TABLES["alarm"]
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(a.c.id, a.c.state).where(a.c.rule_id == rule_id, a.c.target == target,
+                                                              a.c.state.in_(OPEN)).order_by(a.c.id.desc())).first()
+        if row is not None and row.state in ACTIVE:
+            return None
+        if row is not None:
+            conn.execute(sa.update(a).where(a.c.id == row.id).values(state="active_unack", cleared_at=None,
+                                                                     updated_at=ts, message=message))
+            _event(conn, row.id, ts, "raised", detail=detail)
+            return row.id
+        aid = conn.execute(sa.insert(a).values(
+            rule_id=rule_id, target=target, kind=kind, severity=severity, message=message,
+            enterprise_id=enterprise_id, raised_at=ts, state="active_unack", updated_at=ts).returning(a.c.id)
+        ).scalar_one()
+        _event(conn, aid, ts, "raised", detail=detail)
+    return aid
+
+
+def clear_event(engine: Engine, rule_id: str, target: str, *, detail: dict | None = None,
+                now: dt.datetime | None = None) -> int | None:
+    """Clear the active alarm of :func:`raise_event` for (rule, target), if any; returns its id."""
+    ts = now or dt.datetime.now(dt.UTC)
+    a = TABLES["alarm"]
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(a.c.id, a.c.state).where(a.c.rule_id == rule_id, a.c.target == target,
+                                                              a.c.state.in_(ACTIVE))).first()
+        if row is None:
+            return None
+        new = "cleared_unack" if row.state == "active_unack" else "cleared"
+        conn.execute(sa.update(a).where(a.c.id == row.id).values(state=new, cleared_at=ts, updated_at=ts))
+        _event(conn, row.id, ts, "cleared", detail=detail)
+    return row.id
+
+
 def point_id_map(conn: Connection) -> dict[str, int]:
     """Point tag -> ``point.id``."""
     p = TABLES["point"]

@@ -287,6 +287,7 @@ class ReportRun(Base):
     """A run of a report notebook (papermill) and where its output went."""
 
     __tablename__ = "report_run"
+    __table_args__ = (sa.Index("ix_report_run_kind_period", "kind", "enterprise_id", "period_start"),)
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(sa.String(64))
     enterprise_id: Mapped[str | None] = mapped_column(sa.ForeignKey("enterprise.id"))
@@ -299,6 +300,9 @@ class ReportRun(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     output_path: Mapped[str | None] = mapped_column(sa.Text)
     error: Mapped[str | None] = mapped_column(sa.Text)
+    # 0008: the output's SHA-256, how many tries the run took
+    checksum: Mapped[str | None] = mapped_column(sa.String(80))
+    attempts: Mapped[int] = mapped_column(sa.Integer, server_default="0")
 
 
 # ============================================================== 0004: ingestion health
@@ -415,6 +419,20 @@ class Notification(Base):
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class ReportDefinition(Base):
+    """A saved custom report (自定义报表): metrics, dimension, period, granularity and filters as JSON
+    (:class:`anning_lib.reports.custom.Definition`), owned by the user who saved it."""
+
+    __tablename__ = "report_definition"
+    __table_args__ = (sa.UniqueConstraint("owner_id", "name", name="uq_report_definition_owner_name"),)
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(sa.String(120))
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    definition: Mapped[dict] = mapped_column(sa.JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
 class WorkOrderComment(Base):
