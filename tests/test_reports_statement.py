@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 from conftest import REPO
@@ -161,3 +162,68 @@ def test_english_statement(store, tmp_path):
     text = pdftext(Path(row["output_path"]))
     assert "carbon statement for 2026-10" in text and "Emissions by scope" in text
     assert json.loads(json.dumps(row["params"])) == {"month": MONTH, "lang": "en"}
+
+
+# ------------------------------------------------------------------------------------------------ schedule
+@pytest.mark.parametrize("now_utc, month", [
+    ("2026-11-30T17:00:00Z", "2026-11"),     # 1 December 01:00 in Kunming: November is over
+    ("2026-11-30T16:00:00Z", "2026-11"),     # local midnight exactly
+    ("2026-11-30T15:59:00Z", "2026-10"),     # still 30 November 23:59 local
+    ("2027-01-01T00:00:00Z", "2026-12"),
+])
+def test_previous_month_is_local(now_utc, month):
+    from anning_lib.reports.schedule import previous_month
+
+    assert previous_month(pd.Timestamp(now_utc).to_pydatetime(), "Asia/Shanghai") == month
+
+
+def test_due_runs_produce_each_missing_statement_once(store, tmp_path):
+    from anning_lib.reports.schedule import missing_runs, run_due
+
+    engine, park = store
+    two = park.model_copy(update={"enterprises": [park.enterprise("E05"), park.enterprise("E06")]})
+    settings = settings_in(tmp_path)
+    assert missing_runs(engine, two, MONTH) == [("monthly-statement", "E05"), ("monthly-statement", "E06")]
+    rows = run_due(engine, two, pd.Timestamp("2026-11-01T02:00:00+08:00").to_pydatetime(), settings)
+    assert [(r["enterprise_id"], r["status"]) for r in rows] == [("E05", "done"), ("E06", "done")]
+    assert run_due(engine, two, pd.Timestamp("2026-11-20T02:00:00+08:00").to_pydatetime(), settings) == []
+    # December 1st: November is not in the store (it ends with October), so nothing runs and nothing fails
+    assert run_due(engine, two, pd.Timestamp("2026-12-01T02:00:00+08:00").to_pydatetime(), settings) == []
+
+
+def test_scheduler_fires_on_the_first_at_two_local(store, tmp_path):
+    from anning_lib.reports.schedule import start_scheduler
+
+    engine, park = store
+    sched = start_scheduler(engine, park, settings_in(tmp_path))
+    try:
+        fire = sched.get_job("monthly-reports").next_run_time
+        now = pd.Timestamp.now(tz="Asia/Shanghai")
+        this = now.normalize().replace(day=1) + pd.Timedelta(hours=2)
+        expected = this if now < this else (now.normalize().replace(day=1) + pd.offsets.MonthBegin(1)
+                                            + pd.Timedelta(hours=2))
+        assert pd.Timestamp(fire) == expected
+        assert pd.Timestamp(fire).utcoffset() == pd.Timedelta(hours=8)
+        assert sched.get_job("catch-up") is not None
+    finally:
+        sched.shutdown(wait=False)
+
+
+def test_allowance_position_in_the_statement(store, tmp_path):
+    from anning_lib.carbon.ledger import record_movement
+
+    engine, park = store
+    for m in ({"year": 2026, "instrument": "CEA", "kind": "allocated", "quantity_t": 50_000.0},
+              {"year": 2026, "instrument": "CEA", "kind": "bought", "quantity_t": 2_000.0, "price_cny_per_t": 80.0,
+               "ts": pd.Timestamp("2026-10-15T10:00:00+08:00").to_pydatetime(), "market": "CEEX"}):
+        record_movement(engine, "E07", m)
+    row = run_report(engine, "monthly-statement", MONTH, "E07", settings=settings_in(tmp_path))
+    text = pdftext(Path(row["output_path"]))
+    # the only account of E07 in 2026 is October's (the statement computed it): scope 1 is what the market counts
+    s1 = compute_enterprise(engine, park, load_factor_set(), "E07", MONTH, store=False)["totals"]["scope1"]
+    assert number_after(text, "年内已核算排放（范围一）吨CO₂") == pytest.approx(s1, abs=5e-4)
+    assert number_after(text, "可用配额（含可抵销CCER）吨") == pytest.approx(52_000.0)
+    assert number_after(text, "盈余（负为缺口）吨") == pytest.approx(52_000.0 - s1, abs=5e-4)
+    assert number_after(text, "按 80.00 元/吨 估值 元") == pytest.approx((52_000.0 - s1) * 80.0, abs=0.05)
+    # one month observed: the linear projection is 12 x that month
+    assert number_after(text, "按线性外推的年末排放 吨CO₂") == pytest.approx(12 * s1, abs=5e-3)

@@ -18,6 +18,7 @@ from anning_lib.cli.alarms import alarms_app
 from anning_lib.cli.carbon import carbon_app
 from anning_lib.cli.dispatch import dispatch_app
 from anning_lib.cli.forecast import forecast_app
+from anning_lib.cli.reports import report_app
 from anning_lib.cli.users import users_app
 from anning_lib.cli.workorders import workorders_app
 from anning_lib.config import get_settings
@@ -35,6 +36,7 @@ app.add_typer(dispatch_app, name="dispatch")
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(workorders_app, name="workorders")
 app.add_typer(users_app, name="users")
+app.add_typer(report_app, name="report")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
@@ -246,11 +248,26 @@ def serve(port: int = typer.Option(None, help="TCP port (default ANNING_PORTAL_P
     address = address or settings.portal_address
     server = make_server(settings.database_url, port=port, address=address, certfile=settings.portal_certfile,
                          keyfile=settings.portal_keyfile, num_procs=num_procs)
+    _report_schedule(settings)
     scheme = "https" if settings.portal_certfile else "http"
     _say(f"portal: {scheme}://{'localhost' if address in ('127.0.0.1', 'localhost') else address}:{port}/ "
          f"({num_procs or 'one per core'} process(es)); stop with Ctrl-C")
     server.start()
     server.io_loop.start()
+
+
+def _report_schedule(settings):
+    """The monthly report schedule, in one server process only (the first one when Tornado forks several)."""
+    import logging
+
+    import tornado.process
+
+    from anning_lib.reports.schedule import start_scheduler
+
+    if tornado.process.task_id() not in (None, 0):
+        return None
+    logging.getLogger("anning_lib.reports").setLevel(logging.INFO)
+    return start_scheduler(_engine(), _park(settings.park_path))
 
 
 # ---------------------------------------------------------------------------------------------- demo
