@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     reports_dir: Path = Field(default=REPO_ROOT / "reports", description="report templates (papermill notebooks)")
     report_attempts: int = Field(default=3, ge=1, le=10, description="tries of a report run before it is failed")
     report_retry_s: float = Field(default=60.0, ge=0, description="wait between two tries of a report run [s]")
+    report_schedule: bool = Field(default=True, description="anning serve runs the monthly report schedule")
 
     @property
     def report_out_dir(self) -> Path:

@@ -105,7 +105,7 @@ def seed(var: Path, days: int) -> tuple[str, str]:
     from anning_lib.park import load_park
     from anning_lib.store.engine import make_engine
 
-    url = seed_store(var, days=days)
+    url = seed_store(var, days=days, statements=False)
     park = load_park()
     tz = park.meta.site.timezone
     month = str(pd.Timestamp.now(tz=tz).tz_localize(None).to_period("M") - 1)
@@ -204,7 +204,7 @@ class DashboardsPortal(Portal):
 
 
 def start(url: str, var: Path, port: int, procs: int, dashboards: Path | None) -> Portal:
-    portal = DashboardsPortal(url, var, port, num_procs=procs)
+    portal = DashboardsPortal(url, var, port, num_procs=procs, env={"ANNING_REPORT_SCHEDULE": "false"})
     portal.dashboards = dashboards
     return portal.start()
 

@@ -2,8 +2,9 @@
 finished one (``/statements/<id>``, checked again by the server).
 
 Read through :func:`anning_lib.portal.worklists.list_reports` (scoped in the query: an enterprise user sees only its
-own enterprise's reports, park-level ones only park-wide roles). Reports are produced by the scheduler; running one
-on demand comes with the reports engine (papermill), so this page offers no "run" button yet and says so.
+own enterprise's reports, park-level ones only park-wide roles). Reports are produced by the monthly schedule; an
+operator or admin may also ask for one here (:func:`anning_lib.portal.report_jobs.request_runs`: checked, queued,
+produced in the background; the list shows its status as it goes).
 """
 
 import html
@@ -14,7 +15,7 @@ import panel as pn
 from anning_lib.auth.access import allowed
 from anning_lib.errors import AnningError
 from anning_lib.i18n import t
-from anning_lib.portal import context
+from anning_lib.portal import context, report_jobs
 from anning_lib.portal import worklists as wl
 from anning_lib.portal.layout import shell
 
@@ -86,9 +87,47 @@ notes = []
 if actor.role == "enterprise" and actor.enterprise_id:
     notes.append(pn.pane.Alert(html.escape(t("reports_scope_enterprise", lang, ent=wl.enterprise_label(
         actor.enterprise_id, names, lang))), alert_type="info", sizing_mode="stretch_width", margin=(4, 5)))
+run_form = None
 if allowed(actor, "report.run"):
+    from anning_lib.carbon.records import last_complete_month
+    from anning_lib.reports.runner import KINDS
+
+    try:
+        default_month = last_complete_month(engine)
+    except AnningError:
+        default_month = ""
+    kinds = {wl.label("reports_kind_", k, lang): k for k in KINDS}
+    run_kind = pn.widgets.Select(name=t("reports_run_kind", lang), options=kinds, width=200)
+    run_month = pn.widgets.TextInput(name=t("reports_run_month", lang), value=default_month, width=110,
+                                     placeholder="YYYY-MM")
+    run_ent = pn.widgets.Select(name=t("reports_run_enterprise", lang), width=220, options={
+        t("reports_run_all", lang): "all", **{wl.enterprise_label(e, names, lang): e for e in names}})
+    run_button = pn.widgets.Button(name=t("reports_run_button", lang), button_type="primary", width=120,
+                                   align="end")
+    run_alert = pn.pane.Alert(visible=False, sizing_mode="stretch_width", margin=(4, 5))
+
+    def _run_clicked(_event) -> None:
+        per = KINDS[run_kind.value].per_enterprise if run_kind.value in KINDS else True
+        try:
+            ids, _futures = report_jobs.request_runs(engine, context.park(), context.actor(), run_kind.value,
+                                                    run_month.value.strip(), run_ent.value if per else None,
+                                                    lang=lang)
+        except AnningError as err:
+            run_alert.param.update(object=html.escape(t("reports_run_refused", lang, error=str(err))),
+                                   alert_type="danger", visible=True)
+            return
+        run_alert.param.update(object=html.escape(t("reports_run_queued", lang, n=len(ids),
+                                                    first=ids[0], last=ids[-1])),
+                               alert_type="success", visible=True)
+        _refresh()
+
+    run_button.on_click(_run_clicked)
     notes.append(pn.pane.Alert(html.escape(t("reports_run_note", lang)), alert_type="info",
                                sizing_mode="stretch_width", margin=(4, 5)))
+    run_form = pn.Column(pn.pane.Markdown(f"#### {t('reports_run_heading', lang)}", margin=(6, 5, 0, 5)),
+                         pn.FlexBox(run_kind, run_month, run_ent, run_button, flex_wrap="wrap",
+                                    align_items="flex-end", sizing_mode="stretch_width"),
+                         run_alert, sizing_mode="stretch_width")
 
 for w in (status_sel, kind_sel):
     w.param.watch(_refresh, "value")
@@ -99,5 +138,6 @@ shell("reports", actor, lang,
       pn.Column(pn.pane.Markdown(f"### {t('reports_heading', lang)}", margin=(10, 5, 0, 5)), *notes,
                 pn.FlexBox(status_sel, kind_sel, count, flex_wrap="wrap", align_items="flex-end",
                            sizing_mode="stretch_width"),
-                alert, table, empty, sizing_mode="stretch_width", margin=(0, 11)),
+                alert, table, empty, *([run_form] if run_form is not None else []), sizing_mode="stretch_width",
+                margin=(0, 11)),
       ).servable(title=t("page_reports", lang))

@@ -29,21 +29,22 @@ USERS = {  # username: (password, role, enterprise)
 }
 
 
-def seed_store(var_dir: Path, days: int = 3) -> str:
+def seed_store(var_dir: Path, days: int = 3, statements: bool = True) -> str:
     """A SQLite store in ``var_dir`` with the Anning park, ``days`` of simulated history, the users of
-    :data:`USERS` and one finished statement file per enterprise E01 and E02; returns its URL."""
-    import datetime as dt
-
-    import sqlalchemy as sa
+    :data:`USERS` and (``statements``) the monthly statements of E01 and E02 for the month so far, produced by the
+    report runner into ``var_dir/reports``; returns its URL."""
+    import pandas as pd
 
     from anning_lib.auth.access import SYSTEM
     from anning_lib.auth.users import add_user
     from anning_lib.cli.main import backfill
+    from anning_lib.config import Settings
     from anning_lib.park import load_park
+    from anning_lib.reports.runner import run_report
     from anning_lib.store.engine import init_db, make_engine
-    from anning_lib.store.schema import TABLES
 
     var_dir.mkdir(parents=True, exist_ok=True)
+    settings = Settings(var_dir=var_dir, report_retry_s=0)
     url = f"sqlite:///{var_dir / 'anning.sqlite'}"
     engine, park = make_engine(url), load_park()
     init_db(engine, park)
@@ -51,16 +52,11 @@ def seed_store(var_dir: Path, days: int = 3) -> str:
     _today_and_carbon(engine, park, sim, end)
     for name, (pw, role, ent) in USERS.items():
         add_user(engine, SYSTEM, name, pw, role, enterprise_id=ent)
-    out = var_dir / "reports"
-    out.mkdir(exist_ok=True)
-    now = dt.datetime.now(dt.UTC)
-    with engine.begin() as conn:
-        for ent in ("E01", "E02"):
-            path = out / f"statement_{ent}_2026-10.pdf"
-            path.write_bytes(f"%PDF-1.4 statement of {ent}\n".encode())
-            conn.execute(sa.insert(TABLES["report_run"]).values(
-                kind="monthly_statement", enterprise_id=ent, status="done", output_path=str(path),
-                started_at=now, finished_at=now, params={"month": "2026-10"}))
+    if statements:
+        month = str(pd.Timestamp.now(tz=settings.timezone).tz_localize(None).to_period("M"))
+        for ent in ("E01", "E02"):           # real statements of the month so far (papermill, WeasyPrint)
+            row = run_report(engine, "monthly-statement", month, ent, settings=settings)
+            assert row["status"] == "done", row["error"]
     engine.dispose()
     return url
 
@@ -87,6 +83,21 @@ def _today_and_carbon(engine, park, sim, end) -> None:
     compute_park(engine, park, fs, month, tz=settings.timezone)
 
 
+def checksum_of(url: str, run_id: int) -> str:
+    """``report_run.checksum`` of a run."""
+    import sqlalchemy as sa
+
+    from anning_lib.store.engine import make_engine
+    from anning_lib.store.schema import TABLES
+
+    runs = TABLES["report_run"]
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        out = conn.execute(sa.select(runs.c.checksum).where(runs.c.id == run_id)).scalar_one()
+    engine.dispose()
+    return out
+
+
 def statement_ids(url: str) -> dict[str, int]:
     """report_run id of each enterprise's statement."""
     import sqlalchemy as sa
@@ -97,7 +108,8 @@ def statement_ids(url: str) -> dict[str, int]:
     runs = TABLES["report_run"]
     engine = make_engine(url)
     with engine.connect() as conn:
-        ids = {r.enterprise_id: r.id for r in conn.execute(sa.select(runs.c.id, runs.c.enterprise_id))}
+        ids = {r.enterprise_id: r.id for r in conn.execute(sa.select(runs.c.id, runs.c.enterprise_id).where(
+            runs.c.kind == "monthly-statement", runs.c.status == "done"))}
     engine.dispose()
     return ids
 

@@ -113,7 +113,7 @@ def test_report_table_shows_local_period_and_a_safe_link(park):
     zh = wl.report_table(rows, "zh_CN", NAMES).set_index("id")
     en = wl.report_table(rows, "en", NAMES).set_index("id")
     assert list(zh.reset_index().columns) == list(wl.REPORT_COLUMNS)
-    assert zh.loc[ids["e01_done"], "period"] == "2026-10-01 – 2026-11-01"       # UTC 16:00 = 00:00 Shanghai
+    assert zh.loc[ids["e01_done"], "period"] == "2026-10"          # UTC 16:00 = 00:00 Shanghai: the whole of October
     assert zh.loc[ids["e01_done"], "download"] == f'<a href="/statements/{ids["e01_done"]}" download>下载</a>'
     assert en.loc[ids["e01_done"], "download"].endswith(">Download</a>")
     assert zh.loc[ids["e01_failed"], "download"] == ""

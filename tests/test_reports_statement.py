@@ -144,6 +144,7 @@ def test_failing_run_is_retried_recorded_alarmed_and_others_still_produced(store
     ("monthly-statement", "2026-13", "E01", "month: expected YYYY-MM, got '2026-13'"),
     ("monthly-statement", MONTH, "E99", "enterprise: unknown enterprise 'E99'"),
     ("monthly-statement", MONTH, None, "enterprise: unknown enterprise None"),
+    ("park-monthly", MONTH, "E01", "enterprise: the park-monthly report is park-level, got 'E01'"),
 ])
 def test_bad_request_names_the_field_and_records_nothing(store, tmp_path, kind, month, ent, field):
     engine, _park = store
@@ -183,9 +184,11 @@ def test_due_runs_produce_each_missing_statement_once(store, tmp_path):
     engine, park = store
     two = park.model_copy(update={"enterprises": [park.enterprise("E05"), park.enterprise("E06")]})
     settings = settings_in(tmp_path)
-    assert missing_runs(engine, two, MONTH) == [("monthly-statement", "E05"), ("monthly-statement", "E06")]
+    assert missing_runs(engine, two, MONTH) == [("monthly-statement", "E05"), ("monthly-statement", "E06"),
+                                                ("park-monthly", None)]
     rows = run_due(engine, two, pd.Timestamp("2026-11-01T02:00:00+08:00").to_pydatetime(), settings)
-    assert [(r["enterprise_id"], r["status"]) for r in rows] == [("E05", "done"), ("E06", "done")]
+    assert [(r["kind"], r["enterprise_id"], r["status"]) for r in rows] == [
+        ("monthly-statement", "E05", "done"), ("monthly-statement", "E06", "done"), ("park-monthly", None, "done")]
     assert run_due(engine, two, pd.Timestamp("2026-11-20T02:00:00+08:00").to_pydatetime(), settings) == []
     # December 1st: November is not in the store (it ends with October), so nothing runs and nothing fails
     assert run_due(engine, two, pd.Timestamp("2026-12-01T02:00:00+08:00").to_pydatetime(), settings) == []
@@ -227,3 +230,66 @@ def test_allowance_position_in_the_statement(store, tmp_path):
     assert number_after(text, "按 80.00 元/吨 估值 元") == pytest.approx((52_000.0 - s1) * 80.0, abs=0.05)
     # one month observed: the linear projection is 12 x that month
     assert number_after(text, "按线性外推的年末排放 吨CO₂") == pytest.approx(12 * s1, abs=5e-3)
+
+
+# ------------------------------------------------------------------------------------------------ portal requests
+def test_portal_request_is_checked_queued_audited_and_produced(store, tmp_path, monkeypatch):
+    from anning_lib.auth.access import SYSTEM
+    from anning_lib.auth.audit import read_audit
+    from anning_lib.auth.users import active_actor, add_user
+    from anning_lib.errors import AccessError
+    from anning_lib.portal.report_jobs import request_runs
+
+    engine, park = store
+    monkeypatch.setenv("ANNING_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("ANNING_REPORT_RETRY_S", "0")
+    from anning_lib.config import get_settings
+    get_settings.cache_clear()
+    add_user(engine, SYSTEM, "op.reports", "operator-pass-1", "operator")
+    add_user(engine, SYSTEM, "e08.user", "enterprise-pass-1", "enterprise", enterprise_id="E08")
+    op, ent = active_actor(engine, "op.reports"), active_actor(engine, "e08.user")
+    r = TABLES["report_run"]
+
+    def count():
+        with engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(r)).scalar_one()
+
+    before = count()
+    with pytest.raises(AccessError):                       # an enterprise user may download, not run
+        request_runs(engine, park, ent, "monthly-statement", MONTH, "E08")
+    with pytest.raises(ReportError, match="month: expected YYYY-MM, got '10/2026'"):
+        request_runs(engine, park, op, "monthly-statement", "10/2026", "all")
+    assert count() == before                               # refused requests queue nothing
+
+    ids, futures = request_runs(engine, park, op, "monthly-statement", MONTH, "E08")
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(r.c.requested_by).where(r.c.id == ids[0])).scalar_one() == op.user_id
+    done = futures[0].result(timeout=300)
+    assert (done["id"], done["status"], done["requested_by"]) == (ids[0], "done", op.user_id)
+    assert Path(done["output_path"]).is_file()
+    log = read_audit(engine, action_prefix="report_requested")
+    assert (log[0]["target"], log[0]["user_id"]) == (f"monthly-statement:E08:{MONTH}", op.user_id)
+    get_settings.cache_clear()
+
+
+# ------------------------------------------------------------------------------------------------ park report
+def test_park_report_totals_are_the_sum_of_the_enterprises(store, tmp_path):
+    from anning_lib.carbon.compute import compute_park
+    from anning_lib.quality.alarms import raise_event
+
+    engine, park = store
+    raise_event(engine, "test.rule", "E03-main", "test alarm", severity="high", enterprise_id="E03",
+                now=pd.Timestamp("2026-10-10T08:00:00+08:00").to_pydatetime())
+    row = run_report(engine, "park-monthly", MONTH, settings=settings_in(tmp_path))
+    assert row["status"] == "done", row["error"]
+    text = pdftext(Path(row["output_path"]))
+    expected = compute_park(engine, park, load_factor_set(), MONTH, store=False)
+    park_row = next(ln for ln in text.splitlines() if "园区合计" in ln)
+    numbers = [float(x.replace(",", "")) for x in re.findall(r"-?[\d,]+\.\d+", park_row)]
+    # scope 1, scope 2 location, scope 2 market, scope 3, total, share 100.0
+    assert numbers[:5] == pytest.approx([expected["totals"][k] for k in
+                                         ("scope1", "scope2_location", "scope2_market", "scope3", "total")], abs=5e-4)
+    assert sum(r["totals"]["total"] for r in expected["enterprises"]) == pytest.approx(numbers[4], abs=5e-3)
+    # the alarms table: E03 with one "high" alarm (critical, high, medium, low, total)
+    rows = [m.groups() for m in re.finditer(r"^\s*E03\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", text, re.M)]
+    assert [tuple(map(int, r)) for r in rows] == [(0, 1, 0, 0, 1)]

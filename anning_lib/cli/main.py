@@ -264,7 +264,7 @@ def _report_schedule(settings):
 
     from anning_lib.reports.schedule import start_scheduler
 
-    if tornado.process.task_id() not in (None, 0):
+    if not settings.report_schedule or tornado.process.task_id() not in (None, 0):
         return None
     logging.getLogger("anning_lib.reports").setLevel(logging.INFO)
     return start_scheduler(_engine(), _park(settings.park_path))

@@ -284,7 +284,7 @@ def enterprise_overview(engine: Engine, park: Park, actor: Actor, enterprise_id:
     if stored is not None:
         run, lines = stored
         version, source, emissions = run["factor_version"], "account", _scopes(run, lines)
-        energy = _energy_table(_energy_lines(lines), version)
+        energy = energy_table(energy_lines(lines), version)
     else:
         version, emissions = None, None
         try:                                   # refreshes the month's rollups
@@ -292,7 +292,7 @@ def enterprise_overview(engine: Engine, park: Park, actor: Actor, enterprise_id:
         except CarbonError:                    # no metered data in the month
             acts = []
         source = "meters" if acts else None
-        energy = _energy_table([(a.kind if a.kind == "pv_self_use" else a.item, a.amount, a.unit) for a in acts
+        energy = energy_table([(a.kind if a.kind == "pv_self_use" else a.item, a.amount, a.unit) for a in acts
                                 if a.kind in ("electricity", "pv_self_use", "fuel")], None)
     peers = _peers(engine, park, actor, ent, start, end, version) if version else pd.DataFrame(columns=PEER_COLUMNS)
     return {"enterprise_id": ent.id, "name": ent.name, "sector": ent.sector, "month": month,
@@ -308,7 +308,7 @@ def _scopes(run: dict, lines: pd.DataFrame) -> dict:
             "computed_at": pd.Timestamp(run["computed_at"])}
 
 
-def _energy_lines(lines: pd.DataFrame) -> list[tuple[str, float, str]]:
+def energy_lines(lines: pd.DataFrame) -> list[tuple[str, float, str]]:
     """``(carrier, amount, unit)`` of the energy used by a stored account's lines, each counted once (pure):
     electricity and heat from location-based scope 2, fuels from scope-1 combustion, PV from its memo line."""
     keep = (((lines["scope"] == "scope2_location") & lines["category"].isin(["electricity", "heat"]))
@@ -318,7 +318,7 @@ def _energy_lines(lines: pd.DataFrame) -> list[tuple[str, float, str]]:
             for r in lines[keep].itertuples()]
 
 
-def _energy_table(records: list[tuple[str, float, str]], version: str | None) -> pd.DataFrame:
+def energy_table(records: list[tuple[str, float, str]], version: str | None) -> pd.DataFrame:
     """Energy by carrier: amounts summed per carrier and unit, and in GJ (fuels by their NCV)."""
     df = pd.DataFrame(records, columns=["carrier", "amount", "unit"])
     df = df.groupby(["carrier", "unit"], as_index=False, sort=True)["amount"].sum()

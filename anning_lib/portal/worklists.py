@@ -286,9 +286,14 @@ def history_html(df: pd.DataFrame, lang: str) -> str:
 def report_table(rows: list[dict], lang: str, names: dict[str, tuple[str, str]]) -> pd.DataFrame:
     """The statements list as shown: columns :data:`REPORT_COLUMNS`; ``download`` is an HTML link to
     ``/statements/<id>`` for a finished run, else empty (built from the integer id and catalogue text only)."""
-    def period(r):
-        a, b = local_time(r["period_start"], "%Y-%m-%d"), local_time(r["period_end"], "%Y-%m-%d")
-        return f"{a} – {b}" if a and b and a != b else a or b
+    def period(r):              # a whole local month as "2026-10"; else first and last day (the end is exclusive)
+        if r["period_start"] is None or r["period_end"] is None:
+            return local_time(r["period_start"] or r["period_end"], "%Y-%m-%d")
+        s, e = (pd.Timestamp(r[k]).tz_convert(TZ) for k in ("period_start", "period_end"))
+        if s == s.normalize() and s.day == 1 and e == s + pd.offsets.MonthBegin(1):
+            return f"{s:%Y-%m}"
+        last = e - pd.Timedelta("1ns")
+        return f"{s:%Y-%m-%d} – {last:%Y-%m-%d}" if last.normalize() != s.normalize() else f"{s:%Y-%m-%d}"
 
     data = [{"id": r["id"], "kind": label("reports_kind_", r["kind"], lang),
              "enterprise": enterprise_label(r["enterprise_id"], names, lang, "reports_park_level"),

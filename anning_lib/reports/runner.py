@@ -50,6 +50,7 @@ class ReportKind:
 
 KINDS = {k.name: k for k in (
     ReportKind("monthly-statement", "monthly_statement.ipynb", True, "reports_kind_monthly-statement"),
+    ReportKind("park-monthly", "park_monthly.ipynb", False, "reports_kind_park-monthly"),
 )}
 """The report kinds ``anning report run`` knows, by name."""
 
@@ -124,9 +125,21 @@ def _error_text(err: BaseException) -> str:
     return tb[-4000:]
 
 
+def queue_run(engine: Engine, kind: str, month: str, enterprise_id: str | None = None, *, lang: str = "zh_CN",
+              requested_by: int | None = None, status: str = "queued", tz: str = "Asia/Shanghai") -> int:
+    """Check a request (:func:`check_request`) and record it as a ``report_run`` row; returns its id."""
+    _k, start, end = check_request(engine, kind, month, enterprise_id, tz)
+    r = TABLES["report_run"]
+    with engine.begin() as conn:
+        return conn.execute(sa.insert(r).values(
+            kind=kind, enterprise_id=enterprise_id, period_start=start, period_end=end, status=status,
+            params={"month": month, "lang": lang_of(lang)}, requested_by=requested_by, attempts=0,
+            started_at=dt.datetime.now(dt.UTC)).returning(r.c.id)).scalar_one()
+
+
 def run_report(engine: Engine, kind: str, month: str, enterprise_id: str | None = None, *, lang: str = "zh_CN",
                requested_by: int | None = None, settings: Settings | None = None,
-               template_dir: Path | None = None) -> dict:
+               template_dir: Path | None = None, run_id: int | None = None) -> dict:
     """Produce one report and record it in ``report_run``; returns the row as a dict.
 
     Parameters
@@ -146,6 +159,8 @@ def run_report(engine: Engine, kind: str, month: str, enterprise_id: str | None 
         ``report_attempts``, ``report_retry_s``, ``reports_dir``, ``report_out_dir`` (default: the process's).
     template_dir : Path, optional
         Folder of the templates (default ``settings.reports_dir``; tests use a broken template).
+    run_id : int, optional
+        A ``queued`` row of :func:`queue_run` to run (the portal queues requests); None records a new row.
 
     Returns
     -------
@@ -162,14 +177,13 @@ def run_report(engine: Engine, kind: str, month: str, enterprise_id: str | None 
     from anning_lib.quality.alarms import clear_event, raise_event
 
     settings = settings or get_settings()
-    k, start, end = check_request(engine, kind, month, enterprise_id, settings.timezone)
+    k = check_request(engine, kind, month, enterprise_id, settings.timezone)[0]
     lang = lang_of(lang)
-    r = TABLES["report_run"]
-    with engine.begin() as conn:
-        run_id = conn.execute(sa.insert(r).values(
-            kind=kind, enterprise_id=enterprise_id, period_start=start, period_end=end, status="running",
-            params={"month": month, "lang": lang}, requested_by=requested_by, attempts=0,
-            started_at=dt.datetime.now(dt.UTC)).returning(r.c.id)).scalar_one()
+    if run_id is None:
+        run_id = queue_run(engine, kind, month, enterprise_id, lang=lang, requested_by=requested_by,
+                           status="running", tz=settings.timezone)
+    else:
+        _update(engine, run_id, status="running", started_at=dt.datetime.now(dt.UTC))
     target = f"{kind}:{enterprise_id or 'park'}:{month}"
     error = ""
     for attempt in range(1, settings.report_attempts + 1):

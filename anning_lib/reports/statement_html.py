@@ -85,6 +85,7 @@ def factors(d: dict, lang: str) -> str:
 def energy(d: dict, lang: str) -> str:
     """Energy by carrier: amounts in their units and in GJ."""
     df = d["energy"].copy()
+    df["carrier"] = [word("carrier", c, lang) for c in df["carrier"]]
     titles = {c: t(f"st_col_{c}", lang) for c in df.columns}
     return h.heading(t("st_energy", lang)) + h.table(df, titles=titles, decimals={"amount": 3, "e_gj": 1},
                                                      css_class="energy")
@@ -103,7 +104,7 @@ def trend(d: dict, lang: str) -> str:
     ax.tick_params(labelsize=7)
     ax.tick_params(axis="x", rotation=45)
     ax.spines[["top", "right"]].set_visible(False)
-    table = h.table(df[["month", "total_co2_t"]], titles={"month": t("st_col_month", lang),
+    table = h.table(df.loc[df["total_co2_t"].notna(), ["month", "total_co2_t"]], titles={"month": t("st_col_month", lang),
                                                           "total_co2_t": t("st_col_co2_t", lang)},
                     decimals={"total_co2_t": 3}, css_class="trend")
     return (h.heading(t("st_trend", lang)) + h.figure(fig, alt=t("st_trend", lang)) + table
