@@ -185,10 +185,11 @@ def test_due_runs_produce_each_missing_statement_once(store, tmp_path):
     two = park.model_copy(update={"enterprises": [park.enterprise("E05"), park.enterprise("E06")]})
     settings = settings_in(tmp_path)
     assert missing_runs(engine, two, MONTH) == [("monthly-statement", "E05"), ("monthly-statement", "E06"),
-                                                ("park-monthly", None)]
+                                                ("park-monthly", None), ("dispatch-settlement", None)]
     rows = run_due(engine, two, pd.Timestamp("2026-11-01T02:00:00+08:00").to_pydatetime(), settings)
     assert [(r["kind"], r["enterprise_id"], r["status"]) for r in rows] == [
-        ("monthly-statement", "E05", "done"), ("monthly-statement", "E06", "done"), ("park-monthly", None, "done")]
+        ("monthly-statement", "E05", "done"), ("monthly-statement", "E06", "done"), ("park-monthly", None, "done"),
+        ("dispatch-settlement", None, "done")]
     assert run_due(engine, two, pd.Timestamp("2026-11-20T02:00:00+08:00").to_pydatetime(), settings) == []
     # December 1st: November is not in the store (it ends with October), so nothing runs and nothing fails
     assert run_due(engine, two, pd.Timestamp("2026-12-01T02:00:00+08:00").to_pydatetime(), settings) == []

@@ -51,6 +51,7 @@ class ReportKind:
 KINDS = {k.name: k for k in (
     ReportKind("monthly-statement", "monthly_statement.ipynb", True, "reports_kind_monthly-statement"),
     ReportKind("park-monthly", "park_monthly.ipynb", False, "reports_kind_park-monthly"),
+    ReportKind("dispatch-settlement", "dispatch_settlement.ipynb", False, "reports_kind_dispatch-settlement"),
 )}
 """The report kinds ``anning report run`` knows, by name."""
 
