@@ -41,6 +41,7 @@ def run(kind: str = typer.Argument(..., help="report kind, e.g. monthly-statemen
         month: str = typer.Option(None, help="YYYY-MM (default: the last complete month of the store)"),
         enterprise: str = typer.Option(None, help="enterprise id, or 'all' (per-enterprise reports)"),
         lang: str = typer.Option("zh_CN", help="zh_CN or en"),
+        jobs: int = typer.Option(1, help="reports produced at a time (one per core is fastest)"),
         as_json: bool = typer.Option(False, "--json", help="print the report_run rows as JSON")):
     """Produce a report (or one per enterprise with --enterprise all); exit status 1 if any failed."""
     from anning_lib.carbon.records import last_complete_month
@@ -56,10 +57,8 @@ def run(kind: str = typer.Argument(..., help="report kind, e.g. monthly-statemen
         ids = [e.id for e in park.enterprises] if enterprise == "all" else [enterprise]
     else:
         ids = None if enterprise is None else [enterprise]
-    rows = []
-    for eid in ids or [None]:
-        rows += run_many(engine, kind, month, None if eid is None else [eid], lang=lang)
-        r = rows[-1]
+    rows = run_many(engine, kind, month, ids, lang=lang, jobs=jobs)
+    for r in rows:
         typer.echo(f"{kind} {r['enterprise_id'] or 'park'} {month}: {r['status']} "
                    f"({r['attempts']} tr{'y' if r['attempts'] == 1 else 'ies'}) "
                    f"{r['output_path'] or _row(r)['error']}", err=True)

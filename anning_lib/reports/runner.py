@@ -217,9 +217,16 @@ def load_run_row(engine: Engine, run_id: int) -> dict:
         return dict(conn.execute(sa.select(r).where(r.c.id == run_id)).one()._mapping)
 
 
-def run_many(engine: Engine, kind: str, month: str, enterprise_ids: list[str] | None, **kw) -> list[dict]:
+def run_many(engine: Engine, kind: str, month: str, enterprise_ids: list[str] | None, *, jobs: int = 1,
+             **kw) -> list[dict]:
     """:func:`run_report` for each enterprise (``None``: a park-level kind, one run); a failed one does not stop
-    the others. Returns the rows in order."""
+    the others. ``jobs`` runs at a time (each run's kernel is its own process: on 2 cores, 2 jobs halve the wall
+    time). Returns the rows in the order of ``enterprise_ids``."""
     if enterprise_ids is None:
         return [run_report(engine, kind, month, None, **kw)]
-    return [run_report(engine, kind, month, eid, **kw) for eid in enterprise_ids]
+    if jobs <= 1 or len(enterprise_ids) <= 1:
+        return [run_report(engine, kind, month, eid, **kw) for eid in enterprise_ids]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="report") as pool:
+        return list(pool.map(lambda eid: run_report(engine, kind, month, eid, **kw), enterprise_ids))
