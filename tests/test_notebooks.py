@@ -49,6 +49,10 @@ def test_notebook_runs_and_is_committed_clean(path: Path, month_db, tmp_path, mo
     expected = {"carbon_accounting.ipynb": ("2026-10", "natural_gas", "electrode", "coke", "freight_rail",
                                             "green_contract"),   # every scope and source: meters and entered data
                 "forecast_study.ipynb": ("gradient_boosting", "seasonal_naive", "grid:park", "pv:PARK-PV"),
-                "dispatch_study.ipynb": ("optimal", "rule", "capture ratio", "E10")}
+                "dispatch_study.ipynb": ("optimal", "rule", "capture ratio", "E10"),
+                "energy_balance.ipynb": ("2026-10", "supply = use + residual", "grid_import", "residual", "E13",
+                                         "natural_gas", "steam", "daily_electricity"),
+                "data_quality_audit.ipynb": ("2026-10", "completeness", "longest gap", "bad or stale", "out of range",
+                                             "flat line", "open alarms", "ingest health")}
     for word in expected.get(path.name, ()):
         assert word in text, word

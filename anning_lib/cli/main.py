@@ -18,6 +18,7 @@ from anning_lib.cli.alarms import alarms_app
 from anning_lib.cli.carbon import carbon_app
 from anning_lib.cli.dispatch import dispatch_app
 from anning_lib.cli.forecast import forecast_app
+from anning_lib.cli.lab import register as register_lab
 from anning_lib.cli.reports import report_app
 from anning_lib.cli.users import users_app
 from anning_lib.cli.workorders import workorders_app
@@ -40,6 +41,7 @@ app.add_typer(report_app, name="report")
 app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
+register_lab(app)
 
 
 def _park(path: Path | None = None):
