@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -142,7 +143,7 @@ def definition_rows(d: Definition, lang: str, *, actor: Actor | None = None, tz:
            (t("custom_def_granularity", lang), t(f"custom_granularity_{d.granularity}", lang)),
            (t("custom_def_filters", lang), filters or t("custom_filters_none", lang)),
            (t("custom_def_timezone", lang), tz),
-           (t("custom_def_produced", lang), f"{_who(actor)}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")]
+           (t("custom_def_produced", lang), f"{_who(actor)}, {dt.datetime.now(ZoneInfo(tz)):%Y-%m-%d %H:%M}")]
     return out + ([(t("custom_def_rows", lang), rows)] if rows is not None else [])
 
 
@@ -235,5 +236,5 @@ def _pdf(df: pd.DataFrame, d: Definition, path: Path, lang: str, actor: Actor | 
     parts.append(table(shown, titles=titles, decimals=decimals, css_class="custom-report"))
     if len(df) > MAX_PDF_ROWS:
         parts.append(note(t("custom_pdf_truncated", lang, shown=MAX_PDF_ROWS, total=len(df))))
-    colophon = t("custom_colophon", lang, who=_who(actor), at=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC")
+    colophon = t("custom_colophon", lang, who=_who(actor), at=f"{dt.datetime.now(ZoneInfo(tz)):%Y-%m-%d %H:%M}")
     write_pdf(page_html("".join(parts), f"{t('custom_title', lang)}: {d.name}", lang=lang, colophon=colophon), path)
