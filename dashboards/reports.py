@@ -4,7 +4,8 @@ finished one (``/statements/<id>``, checked again by the server).
 Read through :func:`anning_lib.portal.worklists.list_reports` (scoped in the query: an enterprise user sees only its
 own enterprise's reports, park-level ones only park-wide roles). Reports are produced by the monthly schedule; an
 operator or admin may also ask for one here (:func:`anning_lib.portal.report_jobs.request_runs`: checked, queued,
-produced in the background; the list shows its status as it goes).
+produced in the background; the list shows its status as it goes). The second tab runs, saves and exports custom
+reports (:mod:`anning_lib.portal.custom_panel`), within the user's scope.
 """
 
 import html
@@ -17,6 +18,7 @@ from anning_lib.errors import AnningError
 from anning_lib.i18n import t
 from anning_lib.portal import context, report_jobs
 from anning_lib.portal import worklists as wl
+from anning_lib.portal.custom_panel import custom_reports_panel
 from anning_lib.portal.layout import shell
 
 log = logging.getLogger("anning.portal.reports")
@@ -134,10 +136,11 @@ for w in (status_sel, kind_sel):
 _refresh()
 pn.state.add_periodic_callback(_refresh, period=REFRESH_MS)
 
-shell("reports", actor, lang,
-      pn.Column(pn.pane.Markdown(f"### {t('reports_heading', lang)}", margin=(10, 5, 0, 5)), *notes,
-                pn.FlexBox(status_sel, kind_sel, count, flex_wrap="wrap", align_items="flex-end",
-                           sizing_mode="stretch_width"),
-                alert, table, empty, *([run_form] if run_form is not None else []), sizing_mode="stretch_width",
-                margin=(0, 11)),
-      ).servable(title=t("page_reports", lang))
+listing = pn.Column(pn.pane.Markdown(f"### {t('reports_heading', lang)}", margin=(10, 5, 0, 5)), *notes,
+                    pn.FlexBox(status_sel, kind_sel, count, flex_wrap="wrap", align_items="flex-end",
+                               sizing_mode="stretch_width"),
+                    alert, table, empty, *([run_form] if run_form is not None else []), sizing_mode="stretch_width")
+tabs = pn.Tabs((t("reports_tab_list", lang), listing),
+               (t("custom_title", lang), custom_reports_panel(engine, context.park(), actor, lang)),
+               dynamic=True, sizing_mode="stretch_width", margin=(0, 11))
+shell("reports", actor, lang, tabs).servable(title=t("page_reports", lang))

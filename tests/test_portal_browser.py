@@ -290,3 +290,25 @@ def test_admin_forms_refuse_bad_input_and_change_nothing(portal, browser):
     assert tariff.read_bytes() == before
     assert _count(portal.url, "audit_log") == audits + 1        # only the admin's log-in
     ctx.close()
+
+
+def test_custom_report_on_the_portal_keeps_to_the_users_enterprise(portal, browser):
+    """An enterprise user runs a custom report on the reports page and downloads it: its own enterprise only."""
+    import csv
+    import io
+
+    ctx = browser.new_context(viewport=DESKTOP, accept_downloads=True)
+    page = ctx.new_page()
+    login(page, portal.base, "ent-e01")
+    page.goto(f"{portal.base}/reports")
+    wait_drawn(page)
+    page.get_by_text("自定义报表").first.click()
+    page.get_by_role("button", name="运行").click()
+    page.get_by_text(re.compile(r"已生成 \d+ 行")).wait_for(timeout=30000)
+    _shoot(page, "reports-custom-ent-e01-desktop")
+    with page.expect_download(timeout=30000) as info:
+        page.get_by_role("button", name="CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8-sig"))))
+    assert rows and {r["enterprise_id"] for r in rows} == {"E01"}
+    assert all(float(r["e_kwh"]) > 0 for r in rows if r["e_kwh"])      # E01's meters run all day
+    ctx.close()
