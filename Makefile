@@ -36,7 +36,7 @@ test: system-deps $(STAMP)
 	scripts/with-postgres.sh $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: system-deps $(STAMP)
-	scripts/with-postgres.sh sh -c '$(BIN)/python bench/store.py && $(BIN)/python bench/ingest.py && $(BIN)/python bench/forecast.py && $(BIN)/python bench/dispatch.py && $(BIN)/python bench/alarms.py && $(BIN)/python bench/portal.py' 
+	scripts/with-postgres.sh sh -c '$(BIN)/python bench/store.py && $(BIN)/python bench/ingest.py && $(BIN)/python bench/forecast.py && $(BIN)/python bench/dispatch.py && $(BIN)/python bench/alarms.py && $(BIN)/python bench/reports.py && $(BIN)/python bench/portal.py' 
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
