@@ -14,6 +14,7 @@ import pandas as pd
 import typer
 from tqdm import tqdm
 
+from anning_lib.cli.advice import register as register_advice
 from anning_lib.cli.alarms import alarms_app
 from anning_lib.cli.carbon import carbon_app
 from anning_lib.cli.dispatch import dispatch_app
@@ -42,6 +43,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
 register_lab(app)
+register_advice(app)
 
 
 def _park(path: Path | None = None):
