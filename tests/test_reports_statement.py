@@ -82,8 +82,16 @@ def test_statement_pdf_reads_back_the_carbon_engines_figures(store, tmp_path):
     # the total is scope 1 + location-based scope 2, as the engine defines it
     assert expected["total"] == pytest.approx(expected["scope1"] + expected["scope2_location"])
 
+    # the advice: the best measure's net present value [10^4 CNY] as the advice engine gives it for the month
+    from anning_lib.advice.engine import advise
+    from anning_lib.carbon.records import month_bounds
+
+    best = next(it for it in advise(engine, park, "E01", *month_bounds(MONTH))["measures"] if it["recommended"])
+    assert "节能降碳优化建议" in text
+    assert number_after(text, best["name"]) == pytest.approx(best["npv_cny"] / 1e4, abs=0.05)
+
     html = pdf.with_suffix(".html").read_text(encoding="utf-8")
-    assert '<table class="scopes">' in html and '<table class="lines">' in html
+    assert '<table class="scopes">' in html and '<table class="lines">' in html and '<table class="advice">' in html
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org", "")
 
 

@@ -23,11 +23,12 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from anning_lib.advice.engine import advise
 from anning_lib.auth.access import Actor
 from anning_lib.carbon.compute import compare, compute_enterprise
 from anning_lib.carbon.factors import load_factor_set
 from anning_lib.carbon.records import month_bounds, newest_version
-from anning_lib.errors import CarbonError
+from anning_lib.errors import AnningError, CarbonError
 from anning_lib.park.schema import Park
 from anning_lib.portal.energy import carbon_month, trade_price
 from anning_lib.portal.views import enterprise_overview
@@ -105,7 +106,8 @@ def statement_data(engine: Engine, park: Park, enterprise_id: str, month: str, *
         ``intensity`` (the enterprise's own peer row: tCO2/t product, tCO2/10^4 CNY; None without one);
         ``trend`` (:func:`monthly_totals`); ``change`` (:func:`anning_lib.carbon.compute.compare`);
         ``position`` (:func:`anning_lib.carbon.ledger.position` of the month's year at the last traded price, or
-        None without ledger movements); ``price`` (:func:`anning_lib.portal.energy.trade_price` or None).
+        None without ledger movements); ``price`` (:func:`anning_lib.portal.energy.trade_price` or None);
+        ``advice`` (:func:`anning_lib.advice.engine.advise` on the month, or ``{"error": ...}``).
 
     Raises
     ------
@@ -128,7 +130,13 @@ def statement_data(engine: Engine, park: Park, enterprise_id: str, month: str, *
         pos = pos if len(pos["ledger"]) else None
     except CarbonError:
         pos = None
+    start, end = month_bounds(month, tz)
+    try:
+        advice = advise(engine, park, enterprise_id, start, end, refresh=True)
+    except AnningError as err:                 # no data to diagnose: the statement says so instead
+        advice = {"error": str(err)}
     return {"enterprise_id": enterprise_id, "name": ov["name"], "sector": ov["sector"], "month": month,
+            "advice": advice,
             "factor_version": acc["factor_version"], "totals": acc["totals"], "lines": acc["lines"],
             "energy": ov["energy"], "peers": ov["peers"],
             "intensity": None if own.empty else own.iloc[0][["co2_t_per_t", "co2_t_per_10k_cny"]].to_dict(),

@@ -155,9 +155,31 @@ def position(d: dict, lang: str) -> str:
     return head + body + ("" if d["price"] else h.para(t("st_pos_unpriced", lang), "meta"))
 
 
+def advice(d: dict, lang: str, top: int = 5) -> str:
+    """The recommended measures, best net present value first (:mod:`anning_lib.advice`), with the data behind each."""
+    a = d.get("advice") or {}
+    head = h.heading(t("st_advice", lang))
+    if "measures" not in a:
+        return head + h.para(t("st_advice_none", lang, error=a.get("error", "")))
+    rec = [it for it in a["measures"] if it["recommended"]][:top]
+    if not rec:
+        return head + h.para(t("st_advice_nothing", lang))
+    df = pd.DataFrame([{"measure": it["name"] if lang == "zh_CN" else it["name_en"],
+                        "npv": it["npv_cny"] / 1e4, "capex": it["capex_cny"] / 1e4,
+                        "net": it["annual_net_cny"] / 1e4, "co2": it["co2_t_a"],
+                        "mac": it["abatement_cost_cny_per_t"]} for it in rec])
+    titles = {c: t(f"st_advice_col_{c}", lang) for c in df.columns}
+    first = pd.Timestamp(a["start"]).tz_convert("Asia/Shanghai")
+    last = pd.Timestamp(a["end"]).tz_convert("Asia/Shanghai") - pd.Timedelta("1ns")     # the end is exclusive
+    note = t("st_advice_note", lang, start=f"{first:%Y-%m-%d}", end=f"{last:%Y-%m-%d}",
+             rate=f"{a['discount_rate']:.0%}", version=a["catalogue_version"], tariff=a["prices"]["tariff"])
+    return (head + h.table(df, titles=titles, decimals={"npv": 1, "capex": 1, "net": 1, "co2": 1, "mac": 0},
+                           css_class="advice") + h.para(note, "meta"))
+
+
 def method(d: dict, lang: str) -> str:
     return h.heading(t("st_method", lang)) + h.para(t("st_method_text", lang))
 
 
-SECTIONS = (title, summary, scopes, sources, factors, energy, trend, peers, position, method)
+SECTIONS = (title, summary, scopes, sources, factors, energy, trend, peers, position, advice, method)
 """The statement's sections in order (the template shows each in its own cell)."""
