@@ -18,6 +18,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from anning_lib.advice import effects as fx
+from anning_lib.advice.benchmark import enterprise_benchmarks, load_map
 from anning_lib.advice.catalogue import Catalogue, Measure, load_catalogue
 from anning_lib.advice.diagnostics import enterprise_diagnostics
 from anning_lib.advice.finance import abatement_cost_cny_per_t, npv_cny, payback_a
@@ -179,7 +180,8 @@ def advise(engine: Engine, park: Park, enterprise_id: str, start=None, end=None,
         [CNY/a], ``co2_t_a`` [tCO2/a], ``grid_kwh_a``, ``gas_nm3_a``, ``lifetime_a``, ``npv_cny``, ``payback_a``,
         ``abatement_cost_cny_per_t`` (None without abatement), ``size``, ``basis`` (the numbers used),
         ``sources`` (each catalogue value's citation), ``rank_npv`` and ``rank_macc`` (1 = best; None when not
-        ranked).
+        ranked); ``benchmark``: the enterprise's process against its national standard
+        (:func:`anning_lib.advice.benchmark.enterprise_benchmarks`; None when none applies).
 
     ``refresh`` recomputes the period's rollups of the enterprise's points first (the command line and reports
     do; a portal page reads them as the gateway keeps them).
@@ -201,9 +203,12 @@ def advise(engine: Engine, park: Park, enterprise_id: str, start=None, end=None,
         e = (fx.none_effect(f"condition not met: {', '.join(missing)}") if missing else
              _effect(mid, m, d, year, price, f, cat.gas_price_cny_per_nm3(), park, enterprise_id))
         items.append(_item(mid, m, e, not missing, "", cat.rate()))
+    kgce_per_nm3 = f["gas_ncv_gj_per_nm3"] * 1000.0 / load_map()["kgce_mj"]["value"]
     return {"enterprise_id": enterprise_id, "start": start, "end": end, "days": d.get("days"),
             "catalogue_version": cat.version, "discount_rate": cat.rate(), "prices": price, "factors": f,
-            "diagnostics": d, "measures": rank(items)}
+            "diagnostics": d, "measures": rank(items),
+            "benchmark": enterprise_benchmarks(engine, park, enterprise_id, start, end, gas_kgce_per_nm3=kgce_per_nm3,
+                                               refresh=refresh)}
 
 
 def rank(items: list[dict]) -> list[dict]:

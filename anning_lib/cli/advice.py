@@ -67,6 +67,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{a['enterprise_id']}: {a['start']:%Y-%m-%d}..{a['end']:%Y-%m-%d} ({a['days']:.0f} days, "
                        f"scaled to a year), tariff {a['prices']['tariff']}, discount rate {a['discount_rate']:.0%}, "
                        f"catalogue {a['catalogue_version']}")
+            b = a.get("benchmark")
+            if b and b.get("value") is not None:
+                typer.echo(f"  benchmark: {b['product']} {b['indicator']} {b['value']:,.1f} {b['unit']} "
+                           f"({b['position']}; limit {b['levels'].get('limit')}, grade 1 {b['levels'].get('grade1')}; "
+                           f"counted: {b['boundary']})")
             for it in a["measures"]:
                 typer.echo(_line(it))
         if curve is not None:

@@ -162,6 +162,12 @@ def advice(d: dict, lang: str, top: int = 5) -> str:
     if "measures" not in a:
         return head + h.para(t("st_advice_none", lang, error=a.get("error", "")))
     rec = [it for it in a["measures"] if it["recommended"]][:top]
+    b = a.get("benchmark")
+    if b and b.get("value") is not None:
+        lv = b["levels"]
+        head += h.para(t("st_benchmark", lang, indicator=b["indicator"], product=b["product"], value=h.num(b["value"], 1),
+                         unit=b["unit"], limit=h.num(lv.get("limit"), 0), grade1=h.num(lv.get("grade1"), 0),
+                         position=t(f"st_benchmark_{b['position']}", lang), boundary=b["boundary"]))
     if not rec:
         return head + h.para(t("st_advice_nothing", lang))
     df = pd.DataFrame([{"measure": it["name"] if lang == "zh_CN" else it["name_en"],
