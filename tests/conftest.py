@@ -158,3 +158,31 @@ async def until(cond, what: str, timeout_s: float = 20.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def simulated_store(path: Path, first, end, activity_months=(), *, rollups: bool = False):
+    """A SQLite store at ``path`` with the Anning park simulated (15-minute means) for local days ``[first, end)``,
+    the demo's entered activity data of ``activity_months`` and (``rollups``) the rollups refreshed; returns
+    ``(engine, park)``."""
+    import pandas as pd
+
+    from anning_lib.park import load_park
+    from anning_lib.sim import ParkSimulator, to_long
+    from anning_lib.sim.activity import write_demo_activity
+    from anning_lib.store import (
+        init_db,
+        make_engine,
+        refresh_rollups,
+        write_measurements,
+    )
+
+    engine, park = make_engine(f"sqlite:///{path}"), load_park()
+    init_db(engine, park)
+    for frame in ParkSimulator(park, 20261125, REPO / "data").run(first, end, "15min"):
+        write_measurements(engine, to_long(frame))
+    for month in activity_months:
+        write_demo_activity(engine, park, REPO / "data", month)
+    if rollups:
+        tz = park.meta.site.timezone
+        refresh_rollups(engine, pd.Timestamp(first, tz=tz), pd.Timestamp(end, tz=tz))
+    return engine, park

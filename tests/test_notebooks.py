@@ -8,13 +8,10 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, simulated_store
 from nbclient import NotebookClient
 
-from anning_lib.park import load_park
-from anning_lib.sim import ParkSimulator, to_long
-from anning_lib.sim.activity import write_demo_activity
-from anning_lib.store import init_db, make_engine, write_measurements
+from anning_lib.store import make_engine
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
@@ -23,15 +20,9 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 def month_db(tmp_path_factory) -> str:
     """A SQLite store with October 2026 of the simulated park (15-minute means)."""
     path = tmp_path_factory.mktemp("nb") / "store.sqlite"
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    park = load_park()
-    init_db(engine, park)
-    for frame in ParkSimulator(park, 20261125, REPO / "data").run(date(2026, 10, 1), date(2026, 11, 1), "15min"):
-        write_measurements(engine, to_long(frame))
-    write_demo_activity(engine, park, REPO / "data", "2026-10")     # what the meters do not measure
+    engine, _park = simulated_store(path, date(2026, 10, 1), date(2026, 11, 1), ("2026-10",))  # + entered data
     engine.dispose()
-    return url
+    return f"sqlite:///{path}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

@@ -16,14 +16,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import REPO
+from conftest import REPO, simulated_store
 
 from anning_lib.auth.access import SYSTEM, Actor
 from anning_lib.auth.users import add_user
 from anning_lib.config import Settings
 from anning_lib.dispatch.tariff import prices, tariff_for
 from anning_lib.errors import ReportError
-from anning_lib.park import load_park
 from anning_lib.portal.energy import approve_schedule
 from anning_lib.reports import runner
 from anning_lib.reports import settlement_html as sections
@@ -35,8 +34,6 @@ from anning_lib.reports.settlement import (
     settle_storage,
     settlement_data,
 )
-from anning_lib.sim import ParkSimulator, to_long
-from anning_lib.store import init_db, make_engine, refresh_rollups, write_measurements
 from anning_lib.store.schema import TABLES
 
 MONTH = "2026-10"
@@ -186,13 +183,8 @@ def store(tmp_path_factory):
     """SQLite store with October 2026 of the simulated park (15-minute rollups refreshed), two plans of the
     shared station on 15 October (the newer approved by an operator), a draft that must not count, and a few
     setpoint commands."""
-    path = tmp_path_factory.mktemp("settlement") / "store.sqlite"
-    engine = make_engine(f"sqlite:///{path}")
-    park = load_park()
-    init_db(engine, park)
-    for frame in ParkSimulator(park, 20261125, REPO / "data").run(date(2026, 10, 1), date(2026, 11, 1), "15min"):
-        write_measurements(engine, to_long(frame))
-    refresh_rollups(engine, pd.Timestamp("2026-10-01", tz=TZ), pd.Timestamp("2026-11-01", tz=TZ))
+    engine, park = simulated_store(tmp_path_factory.mktemp("settlement") / "store.sqlite", date(2026, 10, 1),
+                                   date(2026, 11, 1), rollups=True)
 
     uid = add_user(engine, SYSTEM, "op_li", "Settle-Report-2026!", "operator", display_name="李工")
     s, c = TABLES["dispatch_schedule"], TABLES["dispatch_command"]

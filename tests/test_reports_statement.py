@@ -15,17 +15,13 @@ import nbformat
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from conftest import REPO
+from conftest import REPO, simulated_store
 
 from anning_lib.carbon.compute import compute_enterprise
 from anning_lib.carbon.factors import load_factor_set
 from anning_lib.config import Settings
 from anning_lib.errors import ReportError
-from anning_lib.park import load_park
 from anning_lib.reports.runner import ALARM_RULE, run_many, run_report
-from anning_lib.sim import ParkSimulator, to_long
-from anning_lib.sim.activity import write_demo_activity
-from anning_lib.store import init_db, make_engine, write_measurements
 from anning_lib.store.schema import TABLES
 
 MONTH = "2026-10"
@@ -34,14 +30,8 @@ MONTH = "2026-10"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """SQLite store with September and October 2026 of the simulated park and the entered activity data."""
-    path = tmp_path_factory.mktemp("statement") / "store.sqlite"
-    engine = make_engine(f"sqlite:///{path}")
-    park = load_park()
-    init_db(engine, park)
-    for frame in ParkSimulator(park, 20261125, REPO / "data").run(date(2026, 9, 1), date(2026, 11, 1), "15min"):
-        write_measurements(engine, to_long(frame))
-    for m in ("2026-09", MONTH):
-        write_demo_activity(engine, park, REPO / "data", m)
+    engine, park = simulated_store(tmp_path_factory.mktemp("statement") / "store.sqlite", date(2026, 9, 1),
+                                   date(2026, 11, 1), ("2026-09", MONTH))
     yield engine, park
     engine.dispose()
 

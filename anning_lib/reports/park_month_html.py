@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from anning_lib.i18n import t, word
 from anning_lib.reports import html as h
-from anning_lib.reports.statement_html import SCOPE_KEYS
+from anning_lib.reports.statement_html import SCOPE_KEYS, energy_section, trend_section
 
 SCOPE_COLS = ["scope1", "scope2_location", "scope2_market", "scope3", "total"]
 
@@ -64,29 +64,11 @@ def sectors(d: dict, lang: str) -> str:
 
 
 def energy(d: dict, lang: str) -> str:
-    df = d["energy"].copy()
-    df["carrier"] = [word("carrier", c, lang) for c in df["carrier"]]
-    titles = {c: t(f"st_col_{c}", lang) for c in df.columns}
-    return h.heading(t("pm_energy", lang)) + h.table(df, titles=titles, decimals={"amount": 3, "e_gj": 1},
-                                                     css_class="pm-energy")
+    return energy_section(d["energy"], lang, "pm_energy", "pm-energy")
 
 
 def trend(d: dict, lang: str) -> str:
-    import matplotlib.pyplot as plt
-
-    h.use_cjk_font()
-    df = d["trend"]
-    fig, ax = plt.subplots(figsize=(7.0, 2.4))
-    ax.bar(df["month"], df["total_co2_t"].fillna(0.0),
-           color=["#0b6e4f" if m == d["month"] else "#8fb9a8" for m in df["month"]])
-    ax.set_ylabel(t("st_trend_axis", lang), fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.tick_params(axis="x", rotation=45)
-    ax.spines[["top", "right"]].set_visible(False)
-    table = h.table(df[df["total_co2_t"].notna()], titles={"month": t("st_col_month", lang), "total_co2_t": t("st_col_co2_t", lang)},
-                    decimals={"total_co2_t": 3}, css_class="pm-trend")
-    return (h.heading(t("st_trend", lang)) + h.figure(fig, alt=t("st_trend", lang)) + table
-            + h.para(t("st_trend_missing", lang), "meta"))
+    return trend_section(d["trend"], d["month"], lang, "pm-trend", height_in=2.4)
 
 
 def alarms(d: dict, lang: str) -> str:

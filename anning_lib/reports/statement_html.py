@@ -82,33 +82,42 @@ def factors(d: dict, lang: str) -> str:
                                                       css_class="factors")
 
 
-def energy(d: dict, lang: str) -> str:
-    """Energy by carrier: amounts in their units and in GJ."""
-    df = d["energy"].copy()
+def energy_section(energy_df: pd.DataFrame, lang: str, heading_key: str, css_class: str) -> str:
+    """Energy by carrier (amounts in their units and in GJ) under heading ``heading_key``; shared by the reports."""
+    df = energy_df.copy()
     df["carrier"] = [word("carrier", c, lang) for c in df["carrier"]]
     titles = {c: t(f"st_col_{c}", lang) for c in df.columns}
-    return h.heading(t("st_energy", lang)) + h.table(df, titles=titles, decimals={"amount": 3, "e_gj": 1},
-                                                     css_class="energy")
+    return h.heading(t(heading_key, lang)) + h.table(df, titles=titles, decimals={"amount": 3, "e_gj": 1},
+                                                     css_class=css_class)
 
 
-def trend(d: dict, lang: str) -> str:
-    """Bars of the last 12 months' totals and their table."""
+def trend_section(trend_df: pd.DataFrame, month: str, lang: str, css_class: str, height_in: float = 2.6) -> str:
+    """Bars of monthly totals [tCO2] (``month`` highlighted) and the table of the months with a value."""
     import matplotlib.pyplot as plt
 
     h.use_cjk_font()
-    df = d["trend"]
-    fig, ax = plt.subplots(figsize=(7.0, 2.6))
-    colours = ["#0b6e4f" if m == d["month"] else "#8fb9a8" for m in df["month"]]
-    ax.bar(df["month"], df["total_co2_t"].fillna(0.0), color=colours)
+    fig, ax = plt.subplots(figsize=(7.0, height_in))
+    colours = ["#0b6e4f" if m == month else "#8fb9a8" for m in trend_df["month"]]
+    ax.bar(trend_df["month"], trend_df["total_co2_t"].fillna(0.0), color=colours)
     ax.set_ylabel(t("st_trend_axis", lang), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.tick_params(axis="x", rotation=45)
     ax.spines[["top", "right"]].set_visible(False)
-    table = h.table(df.loc[df["total_co2_t"].notna(), ["month", "total_co2_t"]], titles={"month": t("st_col_month", lang),
-                                                          "total_co2_t": t("st_col_co2_t", lang)},
-                    decimals={"total_co2_t": 3}, css_class="trend")
+    table = h.table(trend_df.loc[trend_df["total_co2_t"].notna(), ["month", "total_co2_t"]],
+                    titles={"month": t("st_col_month", lang), "total_co2_t": t("st_col_co2_t", lang)},
+                    decimals={"total_co2_t": 3}, css_class=css_class)
     return (h.heading(t("st_trend", lang)) + h.figure(fig, alt=t("st_trend", lang)) + table
             + h.para(t("st_trend_missing", lang), "meta"))
+
+
+def energy(d: dict, lang: str) -> str:
+    """Energy by carrier: amounts in their units and in GJ."""
+    return energy_section(d["energy"], lang, "st_energy", "energy")
+
+
+def trend(d: dict, lang: str) -> str:
+    """Bars of the last 12 months' totals and their table."""
+    return trend_section(d["trend"], d["month"], lang, "trend")
 
 
 def peers(d: dict, lang: str) -> str:
