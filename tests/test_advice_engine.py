@@ -109,3 +109,18 @@ def test_macc_orders_measures_by_abatement_cost(store):
     assert g["abatement_cost_cny_per_t"] == pytest.approx(premium / 0.0001073, rel=1e-6)
     kwh_a = (500 * 18 + 3500 * 6) * 365                                  # E02's purchase in a year
     assert g["co2_t_a"] == pytest.approx(kwh_a * 0.0001073, rel=1e-6)
+
+
+def test_recommended_means_it_pays_or_abates_below_the_carbon_price():
+    from anning_lib.advice.engine import rank
+
+    def item(i, npv, mac, applies=True):
+        return {"id": i, "name": i, "applies": applies, "npv_cny": npv, "abatement_cost_cny_per_t": mac, "co2_t_a": 1.0}
+
+    items = rank([item("pays", 1e6, None), item("cheap_carbon", -1e5, 49.0), item("dear_carbon", -1e8, 1260.0),
+                  item("not_here", 5e6, -10.0, applies=False)], carbon_price_cny_per_t=80.0)
+    rec = {it["id"]: it["recommended"] for it in items}
+    assert rec == {"pays": True, "cheap_carbon": True, "dear_carbon": False, "not_here": False}
+    assert [it["id"] for it in items if it["rank_npv"]] == ["pays", "cheap_carbon"]
+    curve = macc([{"enterprise_id": "E", "measures": items}])
+    assert list(curve["id"]) == ["cheap_carbon", "dear_carbon"]          # the curve shows the dear one too

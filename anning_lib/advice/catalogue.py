@@ -62,6 +62,10 @@ class Catalogue:
         """Discount rate [-/a]."""
         return float(self.finance["discount_rate"]["value"])
 
+    def carbon_price_cny_per_t(self) -> float:
+        """The carbon price below which an abating measure is recommended [CNY/tCO2]."""
+        return float(self.finance["carbon_price_cny_per_t"]["value"])
+
     def gas_price_cny_per_nm3(self) -> float:
         return float(self.finance["natural_gas_price_cny_per_nm3"]["value"])
 

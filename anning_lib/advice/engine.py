@@ -32,6 +32,9 @@ from anning_lib.park.schema import Park
 PV_PEAK_FRAC = 0.8
 """AC peak of a PV array as a share of its kWp (DC/AC ratio and losses, ASSUMPTION): the base load absorbs all
 of the PV while ``base_kw >= PV_PEAK_FRAC × kWp``, else the share ``base_kw / (PV_PEAK_FRAC × kWp)``."""
+BOILER_MARGIN = 1.25
+"""Electric boilers are sized at the mean steam raised × this margin (ASSUMPTION: peaks above the mean), not at
+the rated capacity of every gas boiler (one is often a standby)."""
 STEAM_KW_PER_T_H = 1e6 / 3600.0
 """1 t/h of steam carrying 1 GJ/t is 277.8 kW of heat."""
 
@@ -111,7 +114,10 @@ def _effect(mid: str, m: Measure, d: dict, year: float, price: dict, f: dict, ga
         boilers = _boilers(park, enterprise_id)
         heat_gj = (d.get("steam_t") or 0.0) * year * m.value("steam_heat_gj_per_t")
         eff_gas = float(np.mean([b.params.get("efficiency", m.value("eff_gas")) for b in boilers]))
-        kw = sum(b.params.get("steam_rated_t_h", 0.0) for b in boilers) * m.value("steam_heat_gj_per_t") * STEAM_KW_PER_T_H
+        hours = max(d.get("days") or 0.0, 1e-9) * 24.0
+        steam_t_h = min((d.get("steam_t") or 0.0) / hours * BOILER_MARGIN,            # running boilers, not standby
+                        sum(b.params.get("steam_rated_t_h", 0.0) for b in boilers))
+        kw = steam_t_h * m.value("steam_heat_gj_per_t") * STEAM_KW_PER_T_H
         gas = heat_gj / eff_gas / f["gas_ncv_gj_per_nm3"]
         return fx.boiler_electrification(gas, kw, f["gas_ncv_gj_per_nm3"], f["gas_t_per_nm3"], eff_gas,
                                          m.value("eff_elec"), gas_price, mean_price, m.value("capex_cny_per_kw"),
@@ -193,7 +199,8 @@ def advise(engine: Engine, park: Park, enterprise_id: str, start=None, end=None,
         start, end = default_period(engine, tz)
     d = enterprise_diagnostics(engine, park, enterprise_id, start, end, data_dir=data_dir, refresh=refresh)
     cat = catalogue or load_catalogue()
-    price, f = tariff_prices(enterprise_id, data_dir, tz=tz), factors(fs or load_factor_set())
+    year_of = (pd.Timestamp(end) - pd.Timedelta("1ns")).tz_convert(tz).year       # the tariff in force then
+    price, f = tariff_prices(enterprise_id, data_dir, year_of, tz=tz), factors(fs or load_factor_set())
     f["steam_gj_per_t"] = cat.measures["boiler_electrification"].value("steam_heat_gj_per_t")
     year = 365.0 / d["days"] if d.get("days") else 0.0
     cond = conditions(d, park, enterprise_id, price, cat.measures["rooftop_pv"])
@@ -206,17 +213,18 @@ def advise(engine: Engine, park: Park, enterprise_id: str, start=None, end=None,
     kgce_per_nm3 = f["gas_ncv_gj_per_nm3"] * 1000.0 / load_map()["kgce_mj"]["value"]
     return {"enterprise_id": enterprise_id, "start": start, "end": end, "days": d.get("days"),
             "catalogue_version": cat.version, "discount_rate": cat.rate(), "prices": price, "factors": f,
-            "diagnostics": d, "measures": rank(items),
+            "diagnostics": d, "measures": rank(items, cat.carbon_price_cny_per_t()),
             "benchmark": enterprise_benchmarks(engine, park, enterprise_id, start, end, gas_kgce_per_nm3=kgce_per_nm3,
                                                refresh=refresh)}
 
 
-def rank(items: list[dict]) -> list[dict]:
-    """Mark and rank (pure): recommended = applies and (NPV > 0, or abates); ``rank_npv`` by NPV among the
-    recommended, ``rank_macc`` by abatement cost among those that abate; sorted by NPV, best first."""
+def rank(items: list[dict], carbon_price_cny_per_t: float) -> list[dict]:
+    """Mark and rank (pure): recommended = applies and (NPV > 0, or it abates at a cost at or below the carbon
+    price); ``rank_npv`` by NPV among the recommended, ``rank_macc`` by abatement cost among those that abate;
+    sorted by NPV, best first."""
     for it in items:
-        abates = it["abatement_cost_cny_per_t"] is not None
-        it["recommended"] = it["applies"] and (it["npv_cny"] > 0 or abates)
+        mac = it["abatement_cost_cny_per_t"]
+        it["recommended"] = it["applies"] and (it["npv_cny"] > 0 or (mac is not None and mac <= carbon_price_cny_per_t))
     rec = sorted((it for it in items if it["recommended"]), key=lambda it: -it["npv_cny"])
     for i, it in enumerate(rec, 1):
         it["rank_npv"] = i
@@ -231,13 +239,13 @@ def rank(items: list[dict]) -> list[dict]:
 
 
 def macc(advice: list[dict]) -> pd.DataFrame:
-    """The marginal abatement cost curve of several enterprises' advice (pure): one row per measure that abates,
-    cheapest first, with ``enterprise_id, id, name, co2_t_a, abatement_cost_cny_per_t`` and the cumulative
+    """The marginal abatement cost curve of several enterprises' advice (pure): one row per applying measure that
+    abates (recommended or not: the curve shows the expensive ones too), cheapest first, with ``enterprise_id, id, name, co2_t_a, abatement_cost_cny_per_t`` and the cumulative
     abatement ``cum_co2_t_a`` (the bar's right edge) [tCO2/a]."""
     rows = [{"enterprise_id": a["enterprise_id"], "id": it["id"], "name": it["name"], "co2_t_a": it["co2_t_a"],
              "abatement_cost_cny_per_t": it["abatement_cost_cny_per_t"], "npv_cny": it["npv_cny"]}
             for a in advice for it in a["measures"]
-            if it["recommended"] and it["abatement_cost_cny_per_t"] is not None
+            if it["applies"] and it["abatement_cost_cny_per_t"] is not None
             and math.isfinite(it["abatement_cost_cny_per_t"])]
     df = pd.DataFrame(rows, columns=["enterprise_id", "id", "name", "co2_t_a", "abatement_cost_cny_per_t", "npv_cny"])
     df = df.sort_values(["abatement_cost_cny_per_t", "enterprise_id", "id"], ignore_index=True)
