@@ -1,6 +1,6 @@
 """企业视图 / Enterprise: one enterprise's month — emissions by scope, energy by carrier, daily electricity,
-sector peers, its devices. An enterprise user sees only its own (``?enterprise=`` of another is refused by the
-library); park-wide roles pick any enterprise."""
+sector peers, its devices — and its advice (节能优化建议, issue 11). An enterprise user sees only its own
+(``?enterprise=`` of another is refused by the library); park-wide roles pick any enterprise."""
 
 import hvplot.pandas  # noqa: F401  (registers .hvplot)
 import pandas as pd
@@ -9,6 +9,13 @@ import panel as pn
 from anning_lib.errors import AnningError
 from anning_lib.i18n import t
 from anning_lib.portal import context
+from anning_lib.portal.advice_view import CSS as ADVICE_CSS
+from anning_lib.portal.advice_view import (
+    advice_html,
+    advice_note,
+    advice_table,
+    enterprise_advice,
+)
 from anning_lib.portal.layout import fmt, shell, tile, tiles
 from anning_lib.portal.views import devices_of, enterprise_overview
 
@@ -25,6 +32,7 @@ pick = pn.widgets.Select(name=t("ent_pick", lang), options=choices, value=asked 
                          width=280, visible=own is None)
 month = pn.widgets.Select(name=t("ent_month", lang), options=months, value=months[0], width=140)
 body = pn.Column(sizing_mode="stretch_width")
+advice_of: dict[str, dict | None] = {}        # the advice does not depend on the month picked: once per session
 
 
 def emissions(o: dict) -> list:
@@ -61,6 +69,22 @@ def device_links(eid: str) -> pn.pane.Markdown:
     return pn.pane.Markdown(f"**{t('ent_devices', lang)}**: {links}", sizing_mode="stretch_width")
 
 
+def advice_section(eid: str) -> list:
+    """节能优化建议: the measures, best net present value first, then the others greyed with their reason."""
+    head = pn.pane.Markdown(f"**{t('advice_heading', lang)}**", sizing_mode="stretch_width", margin=(16, 10, 0, 10))
+    try:
+        if eid not in advice_of:
+            advice_of[eid] = enterprise_advice(engine, park, actor, eid)
+        a = advice_of[eid]
+    except AnningError as err:
+        return [head, pn.pane.Alert(str(err), alert_type="danger", sizing_mode="stretch_width")]
+    if a is None:
+        return [head, pn.pane.Alert(t("advice_none", lang), alert_type="info", sizing_mode="stretch_width")]
+    return [head, pn.pane.HTML(advice_html(advice_table(a, lang), lang), sizing_mode="stretch_width",
+                               stylesheets=[ADVICE_CSS]),
+            pn.pane.Markdown(advice_note(a, lang), styles={"font-size": "12px"}, sizing_mode="stretch_width")]
+
+
 def show(*_):
     try:
         o = enterprise_overview(engine, park, actor, pick.value, month.value)
@@ -80,7 +104,8 @@ def show(*_):
                     pn.widgets.Tabulator(energy, show_index=False, disabled=True, sizing_mode="stretch_width"),
                     pn.pane.Markdown(t("ent_source", lang, source=o["energy_source"] or "–",
                                        version=o["factor_version"] or "–"), styles={"font-size": "12px"}),
-                    device_links(o["enterprise_id"])]
+                    device_links(o["enterprise_id"]),
+                    *advice_section(o["enterprise_id"])]
 
 
 if asked and asked not in choices.values():      # another enterprise by URL: let the library say no

@@ -312,3 +312,32 @@ def test_custom_report_on_the_portal_keeps_to_the_users_enterprise(portal, brows
     assert rows and {r["enterprise_id"] for r in rows} == {"E01"}
     assert all(float(r["e_kwh"]) > 0 for r in rows if r["e_kwh"])      # E01's meters run all day
     ctx.close()
+
+
+def test_enterprise_page_shows_the_advice(portal, browser):
+    """The advice section (节能优化建议) under the enterprise page: every measure of the catalogue, recommended ones
+    first with figures; the portal's three days of history hold no whole month, so it is the month so far."""
+    import yaml
+
+    names = [m["name"] for m in yaml.safe_load((Path(__file__).parent.parent / "data" / "advice" / "measures.yaml")
+                                               .read_text(encoding="utf-8"))["measures"]]
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    login(page, portal.base, "ent-e01")
+    page.goto(f"{portal.base}/enterprise")
+    wait_drawn(page)
+    page.get_by_text("节能优化建议", exact=True).first.wait_for(timeout=30000)
+    rows = page.locator("table.advice tbody tr")
+    rows.first.wait_for(timeout=30000)
+    assert rows.count() == len(names)
+    assert sum(page.get_by_text(n, exact=True).count() for n in names) >= 1
+    first = rows.first
+    assert "off" not in (first.get_attribute("class") or "") and first.locator("td.rank").inner_text() == "1"
+    assert re.search(r"\d,\d{3}", page.locator("table.advice").inner_text())    # thousands separators
+    # the period it was valued on: no whole month in 3 days, so the month so far (the last days on a month's 1st)
+    assert page.get_by_text(re.compile("本月至今|最近 .* 天")).count() >= 1
+    _shoot(page, "enterprise-advice-ent-e01-desktop")
+    assert not errors, errors
+    ctx.close()
