@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     dispatch_time_limit_s: float = Field(default=2.0, gt=0, description="solver time limit per site; then the rule [s]")
     login_max_failures: int = Field(default=5, ge=1, description="failed logins in a row that lock an account")
     login_lock_min: float = Field(default=15.0, gt=0, description="how long a locked account stays locked [min]")
+    login_rate_per_min: int = Field(default=20, ge=1, description="log-in attempts per client address and minute")
     portal_port: int = Field(default=5006, ge=1, le=65535, description="the portal's TCP port")
     portal_address: str = Field(default="127.0.0.1", description="address the portal listens on")
     portal_certfile: Path | None = Field(default=None, description="TLS certificate (PEM): the portal serves HTTPS")

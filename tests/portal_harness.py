@@ -131,7 +131,8 @@ class Portal:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60) -> Portal:
-        env = os.environ | {"ANNING_DB_URL": self.url, "ANNING_VAR_DIR": str(self.var_dir)} | self.env
+        env = os.environ | {"ANNING_DB_URL": self.url, "ANNING_VAR_DIR": str(self.var_dir),
+                            "ANNING_LOGIN_RATE_PER_MIN": "1000"} | self.env      # the tests log in often
         log = open(self.var_dir / "portal.log", "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "anning_lib.cli.main", "serve", "--port", str(self.port),
                                       "--num-procs", str(self.num_procs)], env=env, stdout=log, stderr=log,

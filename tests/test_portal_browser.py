@@ -85,8 +85,20 @@ class Client:
         except urllib.error.HTTPError as err:
             return err.code, err.read(), dict(err.headers)
 
+    def xsrf(self) -> str:
+        """The log-in form's CSRF token (GET /login sets the ``_xsrf`` cookie it must match)."""
+        _status, body, _headers = self.get("/login")
+        return re.search(rb'name="_xsrf" value="([^"]+)"', body).group(1).decode()
+
+    def post(self, path: str, fields: dict) -> tuple[int, dict]:
+        try:
+            with self.opener.open(self.base + path, data=urllib.parse.urlencode(fields).encode(), timeout=30) as r:
+                return r.status, dict(r.headers)
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers)
+
     def login(self, username: str, password: str | None = None) -> int:
-        data = urllib.parse.urlencode({"username": username,
+        data = urllib.parse.urlencode({"username": username, "_xsrf": self.xsrf(),
                                        "password": password if password is not None else USERS[username][0]})
         try:
             with self.opener.open(self.base + "/login", data=data.encode(), timeout=30) as r:
@@ -341,3 +353,50 @@ def test_enterprise_page_shows_the_advice(portal, browser):
     _shoot(page, "enterprise-advice-ent-e01-desktop")
     assert not errors, errors
     ctx.close()
+
+
+# ------------------------------------------------------------------------------------------------ hardening
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "SAMEORIGIN",
+                    "Referrer-Policy": "same-origin"}
+
+
+def test_every_response_carries_the_security_headers(portal):
+    """The log-in page, a Panel page, a static script, a refusal and a 404 all carry them (OWASP headers)."""
+    c = Client(portal)
+    c.login("operator")
+    status, body, _ = c.get("/overview")
+    script = "/" + re.search(rb'src="/?(static/js/bokeh[^"]+)"', body).group(1).decode()
+    for path, want in (("/login", 200), ("/overview", 200), (script, 200), ("/admin", 403), ("/no-such-page", 404)):
+        status, _body, headers = c.get(path)
+        assert status == want, path
+        for name, value in SECURITY_HEADERS.items():
+            assert headers.get(name) == value, (path, name)
+        csp = headers.get("Content-Security-Policy", "")
+        assert "default-src 'self'" in csp and "frame-ancestors 'self'" in csp and "object-src 'none'" in csp, path
+        assert "Strict-Transport-Security" not in headers            # plain HTTP on loopback: no HSTS
+
+
+def test_login_without_the_csrf_token_is_refused(portal):
+    from anning_lib.auth.audit import read_audit
+    from anning_lib.store.engine import make_engine
+
+    c = Client(portal)
+    before = len(read_audit(make_engine(portal.url), action_prefix="login"))
+    status, _ = c.post("/login", {"username": "operator", "password": USERS["operator"][0]})
+    assert status == 403                                          # no token: not even tried
+    status, _ = c.post("/login", {"username": "operator", "password": USERS["operator"][0], "_xsrf": "forged"})
+    assert status == 403
+    assert len(read_audit(make_engine(portal.url), action_prefix="login")) == before
+    assert c.login("operator") == 302                             # with the form's token it works
+
+
+def test_login_attempts_per_address_are_limited(tmp_path):
+    url = seed_store(tmp_path, days=1, statements=False)
+    p = Portal(url, tmp_path, free_port(), env={"ANNING_LOGIN_RATE_PER_MIN": "3"}).start()
+    try:
+        c = Client(p)
+        codes = [c.login("visitor", "wrong-password-1") for _ in range(4)]
+        assert codes == [401, 401, 401, 429]                      # the 4th attempt within a minute
+        assert c.login("visitor") == 429                          # even with the right password, for a minute
+    finally:
+        p.stop()

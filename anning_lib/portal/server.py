@@ -77,6 +77,7 @@ def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", cer
     import panel as pn
 
     from anning_lib.portal import context, web
+    from anning_lib.portal.security import harden
 
     settings = get_settings()
     var_dir = Path(var_dir or settings.var_dir)
@@ -98,4 +99,5 @@ def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", cer
                       auth_provider=web.AuthProvider(engine), cookie_secret=cookie_secret(var_dir),
                       extra_patterns=extra, websocket_origin=allow if port else "*", num_procs=num_procs,
                       **ssl)
+    harden(server)
     return server

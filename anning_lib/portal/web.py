@@ -27,6 +27,7 @@ from anning_lib.auth.users import active_actor, authenticate
 from anning_lib.errors import AccessError
 from anning_lib.i18n import lang_of, t
 from anning_lib.portal.pages import home_of, page_of_path
+from anning_lib.portal.security import login_limit
 from anning_lib.store.schema import TABLES
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,12 @@ def _lang(handler: tornado.web.RequestHandler) -> str:
                    or handler.request.headers.get("Accept-Language", "zh_CN"))
 
 
-def login_page(lang: str, error: str = "", next_url: str = "/") -> str:
-    """The log-in form (``POST /login``)."""
+def login_page(lang: str, error: str = "", next_url: str = "/", xsrf_html: str = "") -> str:
+    """The log-in form (``POST /login``); ``xsrf_html`` the hidden CSRF field (Tornado's ``xsrf_form_html``)."""
     other = "en" if lang != "en" else "zh_CN"
     err = f'<div class=err role=alert>{html.escape(error)}</div>' if error else ""
     body = (f'<a class=lang href="/login?lang={other}">{"English" if other == "en" else "中文"}</a>'
-            f"<h1>{t('app_title', lang)}</h1><form method=post action=/login>"
+            f"<h1>{t('app_title', lang)}</h1><form method=post action=/login>{xsrf_html}"
             f'<input type=hidden name=next value="{html.escape(next_url)}">'
             f"<label for=username>{t('login_user', lang)}</label>"
             f'<input id=username name=username autocomplete=username required autofocus>'
@@ -88,10 +89,6 @@ class _Base(tornado.web.RequestHandler):
         name = self.get_signed_cookie("user", max_age_days=SESSION_DAYS)
         return active_actor(self.engine, name.decode()) if name else None
 
-    def set_default_headers(self):
-        self.set_header("X-Frame-Options", "SAMEORIGIN")
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "same-origin")
 
 
 class LoginHandler(_Base):
@@ -101,16 +98,21 @@ class LoginHandler(_Base):
         lang = _lang(self)
         if self.get_argument("lang", None):
             self.set_cookie("lang", lang, expires_days=365, samesite="Lax")
-        self.write(login_page(lang, next_url=_safe_next(self.get_argument("next", "/"))))
+        self.write(login_page(lang, next_url=_safe_next(self.get_argument("next", "/")), xsrf_html=self.xsrf_form_html()))
 
     def post(self):
         lang = _lang(self)
+        self.check_xsrf_cookie()              # 403 without the form's token (a cross-site log-in)
+        if not login_limit().allow(self.request.remote_ip or ""):
+            audit(self.engine, "login_rate_limited", f"ip:{self.request.remote_ip}", None, None)
+            raise tornado.web.HTTPError(429)
         try:
             actor = authenticate(self.engine, self.get_argument("username", ""), self.get_argument("password", ""),
                                  source=self.request.remote_ip or "")
         except AccessError:
             self.set_status(401)
-            self.write(login_page(lang, t("login_error", lang), _safe_next(self.get_argument("next", "/"))))
+            self.write(login_page(lang, t("login_error", lang), _safe_next(self.get_argument("next", "/")),
+                                  self.xsrf_form_html()))
             return
         secure = self.request.protocol == "https"
         self.clear_cookie("is_guest")
