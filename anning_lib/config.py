@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     report_attempts: int = Field(default=3, ge=1, le=10, description="tries of a report run before it is failed")
     report_retry_s: float = Field(default=60.0, ge=0, description="wait between two tries of a report run [s]")
     report_schedule: bool = Field(default=True, description="anning serve runs the monthly report schedule")
+    raw_retention_days: float = Field(default=400.0, gt=0, description="raw measurements kept this long; "
+                                      "15-minute rollups are kept for good (anning db prune) [d]")
 
     @property
     def report_out_dir(self) -> Path:

@@ -97,6 +97,18 @@ def db_status():
         typer.echo(f"  {table:<14} {count_rows(engine, table):>12,d} rows")
 
 
+@db_app.command("prune")
+def db_prune(keep_days: float = typer.Option(None, help="raw days to keep (default ANNING_RAW_RETENTION_DAYS)"),
+             dry_run: bool = typer.Option(False, "--dry-run", help="count what would go, change nothing")):
+    """Delete raw measurements older than the retention period, after their 15-minute rollups are up to date."""
+    from anning_lib.ops.retention import prune_measurements
+
+    days = keep_days if keep_days is not None else get_settings().raw_retention_days
+    res = prune_measurements(_engine(), days, dry_run=dry_run)
+    typer.echo(f"{'would delete' if dry_run else 'deleted'} {res['rows']:,d} raw rows before {res['cutoff']:%Y-%m-%d %H:%M} "
+               f"UTC (kept {days:g} days; {res['buckets']:,d} rollup buckets brought up to date first)")
+
+
 # ---------------------------------------------------------------------------------------------- sim
 def _date_range(days: int, start: str | None) -> tuple[date, date]:
     if days <= 0:
