@@ -1,0 +1,1 @@
+"""Operations: backups, retention, health and metrics."""
