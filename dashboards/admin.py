@@ -1,4 +1,5 @@
-"""系统管理 / Administration (admins only): users and roles, points, tariffs, alarm rules, emission factors.
+"""系统管理 / Administration (admins only): users and roles, points, tariffs, alarm rules, emission factors, the
+audit log (filter, export CSV).
 
 Every form calls a library function that checks the admin's right, validates the input (the message names the
 field and value) and writes with an audit row; a refused input changes nothing.
@@ -10,7 +11,7 @@ import pandas as pd
 import panel as pn
 import yaml
 
-from anning_lib.auth import users
+from anning_lib.auth import audit, users
 from anning_lib.auth.access import require_role
 from anning_lib.config import get_settings
 from anning_lib.errors import AnningError, ProblemsError
@@ -214,7 +215,49 @@ def load_factors():
 
 
 load_factors()
+
+# ------------------------------------------------------------------------------------------------ audit log
+a_action = pn.widgets.TextInput(name=t("adm_audit_action", lang), placeholder="login, setpoint, user...", width=180)
+a_user = pn.widgets.TextInput(name=t("adm_username", lang), width=160)
+a_days = pn.widgets.IntInput(name=t("adm_audit_days", lang), value=7, start=1, end=3650, width=120)
+a_table = pn.widgets.Tabulator(pd.DataFrame(), show_index=False, disabled=True, sizing_mode="stretch_width",
+                               pagination="local", page_size=25, layout="fit_data_stretch",
+                               titles={c: t(f"adm_audit_col_{c}", lang) for c in audit.AUDIT_COLUMNS})
+a_msg = alert()
+
+
+def load_audit(_event=None):
+    try:
+        start = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=int(a_days.value or 7))
+        df = audit.query_audit(engine, actor, action_prefix=a_action.value.strip() or None,
+                               username=a_user.value.strip() or None, start=start.to_pydatetime(),
+                               tz=settings.timezone)
+    except AnningError as err:
+        say(a_msg, err)
+        return None
+    a_msg.visible = False
+    shown = df.assign(ts=df["ts"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    a_table.value = shown
+    return df
+
+
+def audit_file():
+    import io
+
+    df = load_audit()
+    return io.BytesIO(b"" if df is None else audit.audit_csv(df))
+
+
+a_button = pn.widgets.Button(name=t("adm_audit_show", lang), button_type="primary", width=100, align="end")
+a_button.on_click(load_audit)
+a_export = pn.widgets.FileDownload(callback=audit_file, filename="audit-log.csv", label=t("adm_audit_export", lang),
+                                   embed=False, width=140, align="end")
+audit_tab = pn.Column(pn.FlexBox(a_action, a_user, a_days, a_button, a_export, flex_wrap="wrap",
+                                 align_items="flex-end", sizing_mode="stretch_width"),
+                      a_msg, a_table, sizing_mode="stretch_width")
+load_audit()
 shell("admin", actor, lang, pn.Tabs((t("adm_users", lang), users_tab), (t("adm_points", lang), points_tab),
                                     (t("adm_tariffs", lang), tariffs_tab), (t("adm_rules", lang), rules_tab),
-                                    (t("adm_factors", lang), factors_tab), dynamic=True, margin=(6, 14),
+                                    (t("adm_factors", lang), factors_tab), (t("adm_audit", lang), audit_tab),
+                                    dynamic=True, margin=(6, 14),
                                     sizing_mode="stretch_width")).servable(title=t("page_admin", lang))
