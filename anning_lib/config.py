@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     report_attempts: int = Field(default=3, ge=1, le=10, description="tries of a report run before it is failed")
     report_retry_s: float = Field(default=60.0, ge=0, description="wait between two tries of a report run [s]")
     report_schedule: bool = Field(default=True, description="anning serve runs the monthly report schedule")
+    backup_dir: Path | None = Field(default=None, description="backup folder; default var_dir/backups")
+    backup_key_file: Path | None = Field(default=None, description="backup key (AES-256, mode 0600), kept apart "
+                                         "from the backups; default var_dir/backup.key")
+    backup_keep: int = Field(default=14, ge=1, description="newest backups kept by the rotation after each create")
     raw_retention_days: float = Field(default=400.0, gt=0, description="raw measurements kept this long; "
                                       "15-minute rollups are kept for good (anning db prune) [d]")
 

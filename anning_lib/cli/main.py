@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from anning_lib.cli.advice import register as register_advice
 from anning_lib.cli.alarms import alarms_app
+from anning_lib.cli.backup import register as register_backup
 from anning_lib.cli.carbon import carbon_app
 from anning_lib.cli.dispatch import dispatch_app
 from anning_lib.cli.forecast import forecast_app
@@ -44,6 +45,7 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(park_app, name="park")
 register_lab(app)
 register_advice(app)
+register_backup(app)
 
 
 def _park(path: Path | None = None):
