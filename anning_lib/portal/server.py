@@ -76,7 +76,7 @@ def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", cer
     os.environ.setdefault("BOKEH_RESOURCES", "server")   # Bokeh's JS from this server, not cdn.bokeh.org
     import panel as pn
 
-    from anning_lib.portal import context, web
+    from anning_lib.portal import context, ops_handlers, web
     from anning_lib.portal.security import harden
 
     settings = get_settings()
@@ -92,7 +92,9 @@ def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", cer
     extra = [(r"/", web.HomeHandler, {"engine": engine}),
              (r"/lang/([A-Za-z_]+)", web.LangHandler, {"engine": engine}),
              (r"/statements/([0-9]+)", web.StatementHandler,
-              {"engine": engine, "output_dir": var_dir / "reports"})]
+              {"engine": engine, "output_dir": var_dir / "reports"}),
+             (r"/healthz", ops_handlers.HealthHandler, {"engine": engine, "var_dir": var_dir}),
+             (r"/metrics", ops_handlers.MetricsHandler, {"engine": engine})]
     ssl = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)} if protocol == "https" else {}
     allow = [f"{h}:{port}" for h in ("localhost", "127.0.0.1", address)] + list(origins or [])
     server = pn.serve(apps, port=port, address=address, show=False, start=False, title="Anning",
