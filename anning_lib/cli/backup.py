@@ -68,7 +68,7 @@ def keygen_cmd(key_file: Path = typer.Option(None, "--key-file", help=_KEY_HELP)
                force: bool = typer.Option(False, "--force", help="replace an existing key (the backups made with it "
                                                                   "can then no longer be opened)")):
     """Make a new random backup key (AES-256) with mode 0600. Keep it apart from the backups, and a copy safe."""
-    from anning_lib.ops.backup import generate_key
+    from anning_lib.ops.sealed import generate_key
 
     cfg = _cfg(key_file=key_file)
     kid = generate_key(cfg.key_file, force=force)
@@ -82,7 +82,8 @@ def create_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP),
                key_file: Path = typer.Option(None, "--key-file", help=_KEY_HELP),
                as_json: bool = typer.Option(False, "--json", help="print the result as JSON")):
     """Back up the database (consistent while the gateway writes), configuration and reports, encrypted; rotate."""
-    from anning_lib.ops.backup import create_backup, load_key
+    from anning_lib.ops.backup import create_backup
+    from anning_lib.ops.sealed import load_key
     from anning_lib.store.engine import make_engine
 
     settings = get_settings()
@@ -120,7 +121,8 @@ def restore_cmd(file: Path = typer.Argument(..., help="backup file (or its name 
                 key_file: Path = typer.Option(None, "--key-file", help=_KEY_HELP)):
     """Decrypt, check every file against the manifest, restore the database into --to, compare with the manifest."""
     from anning_lib.errors import StoreError
-    from anning_lib.ops.backup import load_key, restore_backup
+    from anning_lib.ops.backup import restore_backup
+    from anning_lib.ops.sealed import load_key
 
     cfg = _cfg(key_file=key_file)
     key = load_key(cfg.key_file)
@@ -144,7 +146,8 @@ def verify_cmd(file: Path = typer.Argument(..., help="backup file (or its name i
                key_file: Path = typer.Option(None, "--key-file", help=_KEY_HELP),
                as_json: bool = typer.Option(False, "--json", help="print the comparison as JSON")):
     """Restore into a scratch database and compare row counts and checksums with the manifest (exit 0 if equal)."""
-    from anning_lib.ops.backup import load_key, verify_backup
+    from anning_lib.ops.backup import verify_backup
+    from anning_lib.ops.sealed import load_key
 
     cfg = _cfg(key_file=key_file)
     key = load_key(cfg.key_file)
@@ -170,7 +173,8 @@ def list_cmd(directory: Path = typer.Option(None, "--dir", help=_DIR_HELP),
              as_json: bool = typer.Option(False, "--json", help="print the list as JSON")):
     """The backups, oldest first; with a usable key also what each holds (from its manifest, not verified)."""
     from anning_lib.errors import AnningError
-    from anning_lib.ops.backup import list_backups, load_key, read_manifest
+    from anning_lib.ops.backup import list_backups, read_manifest
+    from anning_lib.ops.sealed import load_key
 
     cfg = _cfg(directory, key_file)
     try:
