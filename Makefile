@@ -10,7 +10,7 @@ DAYS    ?= 90
 # (pdftotext/pdftoppm: the statement tests read PDFs back).
 APT_PKGS = postgresql mosquitto chromium fonts-wqy-zenhei poppler-utils libpango-1.0-0 libpangoft2-1.0-0
 
-.PHONY: demo test bench setup system-deps clean
+.PHONY: demo test bench setup system-deps clean security
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,7 +32,12 @@ system-deps:
 demo: system-deps $(STAMP)
 	$(BIN)/anning demo --days $(DAYS) $(DEMO_ARGS)
 
-test: system-deps $(STAMP)
+# Static security check (ruff's bandit rules) and dependency audit (pip-audit) against the baselines in security/;
+# fails on a new finding. Runs first in `make test`, so in CI. security/README.md.
+security: $(STAMP)
+	BIN=$(BIN) scripts/security-check.sh
+
+test: system-deps $(STAMP) security
 	scripts/with-postgres.sh $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: system-deps $(STAMP)
