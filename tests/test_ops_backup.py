@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from anning_lib.errors import AnningError, ConfigError, StoreError
 from anning_lib.ops import backup as B
+from anning_lib.ops import sealed
 from anning_lib.store.schema import TABLES
 
 PW = "correct horse battery staple"
@@ -232,7 +233,7 @@ def _forge(src: Path, dst: Path, key: bytes, edit, compression: str = "gzip") ->
         manifest = opened.manifest
         edit(manifest)
         with open(dst, "wb") as raw:
-            w = B._EncryptingWriter(raw, key, compression=compression)
+            w = sealed.EncryptingWriter(raw, key, compression=compression)
             gz = gzip.GzipFile(fileobj=w, mode="wb") if compression == "gzip" else contextlib.nullcontext(w)
             with gz as stream, tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 body = json.dumps(manifest).encode()

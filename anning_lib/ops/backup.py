@@ -84,7 +84,6 @@ __all__ = [
     "create_backup", "generate_key", "key_id", "list_backups", "load_key", "open_backup", "pg_tool",
     "read_manifest", "restore_backup", "rotate", "table_checksums", "verify_backup",
 ]
-_EncryptingWriter = EncryptingWriter  # its name before the split; tests/test_ops_backup.py forges archives with it
 
 # ------------------------------------------------------------------------------------------------ settings
 ENV_DIR = "ANNING_BACKUP_DIR"
