@@ -22,6 +22,7 @@ from anning_lib.cli.dispatch import dispatch_app
 from anning_lib.cli.forecast import forecast_app
 from anning_lib.cli.lab import register as register_lab
 from anning_lib.cli.reports import report_app
+from anning_lib.cli.scenario import register as register_scenario
 from anning_lib.cli.users import users_app
 from anning_lib.cli.workorders import workorders_app
 from anning_lib.config import get_settings
@@ -46,6 +47,7 @@ app.add_typer(park_app, name="park")
 register_lab(app)
 register_advice(app)
 register_backup(app)
+register_scenario(app)
 
 
 def _park(path: Path | None = None):
