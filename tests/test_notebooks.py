@@ -44,6 +44,8 @@ def test_notebook_runs_and_is_committed_clean(path: Path, month_db, tmp_path, mo
                 "dispatch_study.ipynb": ("optimal", "rule", "capture ratio", "E10"),
                 "energy_balance.ipynb": ("2026-10", "supply = use + residual", "grid_import", "residual", "E13",
                                          "natural_gas", "steam", "daily_electricity"),
+                "scenario_study.ipynb": ("2026-10", "self-sufficiency", "scope2_location", "payback", "add_pv park",
+                                         "SES", "saved"),
                 "macc.ipynb": ("measures abate", "save money", "rooftop_pv", "green_electricity"),
                 "data_quality_audit.ipynb": ("2026-10", "completeness", "longest gap", "bad or stale", "out of range",
                                              "flat line", "open alarms", "ingest health")}

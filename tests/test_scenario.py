@@ -209,6 +209,26 @@ def test_perfect_dispatch_of_new_storage_never_raises_the_bill(park):
     assert 0.5 < cyc <= 2 * 2 + 1e-6       # at most two full cycles a day (two valley bands)
 
 
+# ------------------------------------------------------------------------------------------------ stored history
+def test_stored_history_equals_the_simulated_one_it_was_made_from(park, tmp_path):
+    from datetime import date
+
+    from conftest import simulated_store
+
+    from anning_lib.scenario.history import stored_history
+    from anning_lib.scenario.spec import History
+
+    engine, _ = simulated_store(tmp_path / "s.sqlite", date(2025, 6, 1), date(2025, 6, 4), rollups=True)
+    h = History(source="store", start=date(2025, 6, 2), days=2, warmup_days=1)
+    wide, start = stored_history(engine, park, h)
+    assert start == pd.Timestamp("2025-06-02", tz=TZ) and len(wide) == 3 * 96
+    # the store holds the simulator's 15-minute means (seed 20261125): the same numbers come back
+    sim, _ = simulated_history(park, h.model_copy(update={"source": "simulated", "seed": 20261125}), DATA)
+    assert np.allclose(wide[sim.columns].to_numpy(), sim.to_numpy(), rtol=1e-9, atol=1e-9)
+    with pytest.raises(HistoryError, match="has no value at 2025-06-04 00:00"):
+        stored_history(engine, park, h.model_copy(update={"days": 3}))
+
+
 # ------------------------------------------------------------------------------------------------ simulated year
 def test_pv_on_simulated_history_with_forecast_dispatch(park):
     sc = scenario(park, [{"type": "add_pv", "site": "park", "dc_kwp": 10_000}], mode="forecast",

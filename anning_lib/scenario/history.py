@@ -85,10 +85,11 @@ def regular(wide: pd.DataFrame, lo: pd.Timestamp, end: pd.Timestamp) -> pd.DataF
     return out
 
 
-def stored_history(engine: Engine, park: Park, h: History) -> tuple[pd.DataFrame, pd.Timestamp]:
+def stored_history(engine: Engine, park: Park, h: History, *, refresh: bool = True) -> tuple[pd.DataFrame, pd.Timestamp]:
     """The store's 15-minute rollups over the warm-up and the period (I/O). Returns the frame and the period
-    start. The rollups are read as they are (``anning db`` and the gateway keep them refreshed)."""
-    from anning_lib.store.timeseries import data_range, read_series
+    start. With ``refresh`` the window's rollups are brought up to date first (as the carbon accounting does);
+    a reader that must not write passes False and reads them as the gateway left them."""
+    from anning_lib.store.timeseries import data_range, read_series, refresh_rollups
 
     tz = park.meta.site.timezone
     rng = data_range(engine, tz)
@@ -97,6 +98,8 @@ def stored_history(engine: Engine, park: Park, h: History) -> tuple[pd.DataFrame
     last_day = (rng[1] - pd.Timedelta(days=1)).date() if rng[1].normalize() != rng[1] else rng[1].date()
     lo, start, end = window(h, tz, last_day)
     tags = needed_tags(park)
+    if refresh:
+        refresh_rollups(engine, lo, end, tags=tags)
     wide = read_series(engine, tags, lo, end, resolution="15min", tz=tz)
     wide = wide.reindex(columns=tags)
     return regular(wide, lo, end), start

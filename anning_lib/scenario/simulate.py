@@ -40,11 +40,14 @@ class RunOptions:
 
 @dataclass
 class SiteRun:
-    """One connection over the period: import, export, curtailment and storage power per step [kW]."""
+    """One connection over the period per step [kW]: import, export, PV curtailed, storage spill (discharge the
+    meter could not take: the MPC followed a forecast above the actual load and no export is allowed; the
+    anti-backflow relay would stop it), storage power."""
 
     import_kw: pd.Series
     export_kw: pd.Series
     curtailed_kw: pd.Series
+    spill_kw: pd.Series
     storage_kw: pd.DataFrame          # per storage, > 0 discharges
     cost_cny: dict
 
@@ -106,9 +109,10 @@ def bill(site: Site, gross: pd.Series, pv: pd.Series, net: pd.Series, storage_kw
         d = np.array([np.maximum(s[d.id].to_numpy(), 0.0) for d in site.storages]).reshape(-1, len(idx))
         for k, v in cost_split(case, imp, exp, c, d).items():
             cost[k] = cost.get(k, 0.0) + v
-        parts.append(pd.DataFrame({"imp": imp, "exp": exp, "curt": curt}, index=idx))
+        pv_curt = np.minimum(curt, pv[idx].to_numpy())        # a surplus beyond the PV is storage output
+        parts.append(pd.DataFrame({"imp": imp, "exp": exp, "curt": pv_curt, "spill": curt - pv_curt}, index=idx))
     f = pd.concat(parts)
-    return SiteRun(f["imp"], f["exp"], f["curt"], storage_kw.loc[later], cost)
+    return SiteRun(f["imp"], f["exp"], f["curt"], f["spill"], storage_kw.loc[later], cost)
 
 
 def run_enterprise(park: Park, case: ParkCase, eid: str, opt: RunOptions) -> SiteRun:
@@ -189,6 +193,7 @@ def park_summary(case: ParkCase, runs: dict[str, SiteRun], grid_kw: pd.Series, e
     exp_kwh = float(park.export_kw.sum() * QUARTER_H)
     pv_kwh = float(case.pv_kw[later].to_numpy().sum() * QUARTER_H)
     curt_kwh = float(sum(r.curtailed_kw.sum() for r in runs.values()) * QUARTER_H)
+    spill_kwh = float(sum(r.spill_kw.sum() for r in runs.values()) * QUARTER_H)
     pv_used = pv_kwh - curt_kwh - exp_kwh
     consumption = float(ents["consumption_e_kwh"].sum())
     fuels: dict[str, float] = {}
@@ -205,6 +210,7 @@ def park_summary(case: ParkCase, runs: dict[str, SiteRun], grid_kw: pd.Series, e
     return {"period_days": float(days), "consumption_e_kwh": consumption, "grid_import_e_kwh": imp_kwh,
             "grid_export_e_kwh": exp_kwh, "peak_import_kw": float(park.import_kw.max()),
             "pv_e_kwh": pv_kwh, "pv_curtailed_e_kwh": curt_kwh, "pv_used_e_kwh": pv_used,
+            "storage_spill_e_kwh": spill_kwh,
             "self_sufficiency_frac": pv_used / consumption if consumption > 0 else float("nan"),
             "gas_nm3": fuels.get("natural_gas", 0.0), "green_e_kwh": green,
             "cost_cny": cost, "co2_t": co2, "storage": storage_rows(case, runs)}
