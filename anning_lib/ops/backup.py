@@ -39,14 +39,20 @@ import shutil
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import URL, Engine
 
 from anning_lib.errors import ConfigError, StoreError
+from anning_lib.ops.archive import (
+    MANIFEST_FORMAT,
+    OpenedBackup,
+    open_backup,
+    read_manifest,
+    safe_member,
+)
 from anning_lib.ops.checksums import CHECKSUM_METHOD, compare_tables, table_checksums
 from anning_lib.ops.dumps import (
     PG_MEMBER,
@@ -66,12 +72,10 @@ from anning_lib.ops.sealed import (
     GZIP_LEVEL,
     KEY_BYTES,
     MAGIC,
-    DecryptingReader,
     EncryptingWriter,
     generate_key,
     key_id,
     load_key,
-    plaintext,
 )
 
 if TYPE_CHECKING:
@@ -91,7 +95,6 @@ ENV_KEEP = "ANNING_BACKUP_KEEP"
 DEFAULT_KEEP = 14
 """Backups kept by the rotation unless ``ANNING_BACKUP_KEEP`` says otherwise (two weeks of nightly backups)."""
 
-MANIFEST_FORMAT = "anning-backup/1"
 NAME_RE = re.compile(r"^anning-(\d{8}T\d{6}Z)(?:-(\d+))?\.tar\.enc$")
 """Names of backup files; rotation only ever deletes files whose name matches."""
 
@@ -187,11 +190,6 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _safe_member(name: str) -> bool:
-    p = PurePosixPath(name)
-    return bool(name) and not p.is_absolute() and ".." not in p.parts and "\\" not in name and p.as_posix() == name
 
 
 # ------------------------------------------------------------------------------------------------ listing, rotation
@@ -302,7 +300,7 @@ def create_backup(engine: Engine, key: bytes, out_dir: Path | str, *, keep: int 
         members: list[tuple[str, Path, Path | None]] = [(db["member"], stage / db["member"], None)]
         seen = {db["member"]}
         for arcname, src in files:  # staged copies: the archive holds exactly what the manifest hashes
-            if not _safe_member(arcname) or arcname in seen or arcname == "manifest.json":
+            if not safe_member(arcname) or arcname in seen or arcname == "manifest.json":
                 raise StoreError(f"files: bad or duplicate archive name {arcname!r}")
             seen.add(arcname)
             staged = stage / "files" / arcname
@@ -364,121 +362,6 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-# ------------------------------------------------------------------------------------------------ open
-@dataclass
-class OpenedBackup:
-    """A backup decrypted and checked into a private temporary folder (removed when the ``with`` ends)."""
-
-    path: Path
-    manifest: dict[str, Any]
-    root: Path
-
-    def member(self, name: str) -> Path:
-        return self.root / name
-
-    @property
-    def db_file(self) -> Path:
-        return self.member(self.manifest["db"]["member"])
-
-
-def _check_manifest(m: Any, name: str) -> dict[str, Any]:
-    try:
-        ok = (m["format"] == MANIFEST_FORMAT and m["db"]["kind"] in ("sqlite", "postgresql")
-              and isinstance(m["tables"], dict) and isinstance(m["files"], list)
-              and all(_safe_member(f["path"]) for f in m["files"]) and m["db"]["member"] in {f["path"] for f in m["files"]})
-    except (KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise StoreError(f"{name}: the manifest is not one of an Anning backup ({MANIFEST_FORMAT})")
-    return m
-
-
-@contextlib.contextmanager
-def open_backup(path: Path | str, key: bytes) -> Iterator[OpenedBackup]:
-    """Decrypt ``path``, authenticate every chunk and check every member against the manifest (name, size,
-    SHA-256; no member missing or added), into a private temporary folder removed afterwards.
-
-    Raises
-    ------
-    StoreError
-        naming the file: not a backup, wrong key, tampered with, truncated, or a member that disagrees with the
-        manifest. Nothing is left on disk then.
-    """
-    path = Path(path)
-    name = path.name
-    if not path.is_file():
-        raise StoreError(f"backup: no file {path}")
-    with open(path, "rb") as raw:
-        reader = DecryptingReader(raw, key, name)  # wrong key: refused before anything is written
-        with tempfile.TemporaryDirectory(prefix="anning-restore-") as tmp:
-            root = Path(tmp)
-            plain = root / ".archive.tar"
-            with open(plain, "wb") as out:
-                for data in plaintext(reader):
-                    out.write(data)
-            try:
-                manifest = _extract(plain, root / "files", name)
-            finally:
-                plain.unlink(missing_ok=True)
-            yield OpenedBackup(path, manifest, root / "files")
-
-
-def _extract(plain: Path, dest: Path, name: str) -> dict[str, Any]:
-    try:
-        tar = tarfile.open(plain, mode="r:", encoding="utf-8")
-    except tarfile.TarError as err:
-        raise StoreError(f"{name}: the archive inside is damaged: {err}") from None
-    with tar:
-        members = tar.getmembers()
-        if not members or members[0].name != "manifest.json" or not members[0].isfile():
-            raise StoreError(f"{name}: the archive does not start with its manifest")
-        try:
-            manifest = _check_manifest(json.loads(tar.extractfile(members[0]).read()), name)
-        except ValueError:
-            raise StoreError(f"{name}: the manifest is not valid JSON") from None
-        listed = {f["path"]: f for f in manifest["files"]}
-        seen: set[str] = set()
-        for m in members[1:]:
-            if not m.isfile() or not _safe_member(m.name) or m.name not in listed or m.name in seen:
-                raise StoreError(f"{name}: member {m.name!r} is not in the manifest")
-            seen.add(m.name)
-            target = dest / m.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            h, size = hashlib.sha256(), 0
-            src = tar.extractfile(m)
-            with open(target, "wb") as out:
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    h.update(block)
-                    size += len(block)
-                    out.write(block)
-            want = listed[m.name]
-            if size != want["size"] or h.hexdigest() != want["sha256"]:
-                raise StoreError(f"{name}: member {m.name!r} does not match its SHA-256 in the manifest")
-        missing = sorted(set(listed) - seen)
-        if missing:
-            raise StoreError(f"{name}: member {missing[0]!r} of the manifest is missing from the archive")
-    return manifest
-
-
-def read_manifest(path: Path | str, key: bytes) -> dict[str, Any]:
-    """The manifest of a backup, decrypting only the first chunk(s) (the rest of the archive is not checked:
-    use :func:`verify_backup` for that)."""
-    path = Path(path)
-    with open(path, "rb") as raw:
-        reader = DecryptingReader(raw, key, path.name)
-        try:
-            stream = io.BufferedReader(reader)
-            if reader.compression == "gzip":
-                stream = gzip.GzipFile(fileobj=stream, mode="rb")
-            with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8") as tar:
-                first = tar.next()
-                if first is None or first.name != "manifest.json":
-                    raise StoreError(f"{path.name}: the archive does not start with its manifest")
-                return _check_manifest(json.loads(tar.extractfile(first).read()), path.name)
-        except (tarfile.TarError, ValueError, OSError, EOFError):
-            raise StoreError(f"{path.name}: the manifest cannot be read: the archive is damaged") from None
 
 
 # ------------------------------------------------------------------------------------------------ restore
