@@ -15,7 +15,6 @@ from conftest import REPO
 from anning_lib.advice.diagnostics import (
     band_energy_kwh,
     base_load_kw,
-    enterprise_diagnostics,
     flexible_peak_kwh,
     footprint_area_m2,
     load_factor,
@@ -24,6 +23,7 @@ from anning_lib.advice.diagnostics import (
     specific_use,
     trend,
 )
+from anning_lib.advice.readings import enterprise_diagnostics
 from anning_lib.dispatch.tariff import load_tou_bands
 from anning_lib.errors import AnningError, StoreError
 from anning_lib.park import parse_park

@@ -2,7 +2,7 @@
 by net present value and by abatement cost; the park's marginal abatement cost curve (MACC).
 
 For an enterprise and a period (default: up to the last three complete months of the store), the engine reads the
-diagnostics (:func:`anning_lib.advice.diagnostics.enterprise_diagnostics`), scales them to a year
+diagnostics (:func:`anning_lib.advice.readings.enterprise_diagnostics`), scales them to a year
 (``365 / days``), checks each measure's conditions (``applies_to`` of the catalogue), estimates its effect
 (:mod:`anning_lib.advice.effects`) at the enterprise's own tariff prices and the factor set's grid and gas
 factors, and values it (:mod:`anning_lib.advice.finance`). Every item keeps the numbers it used and their
@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 from anning_lib.advice import effects as fx
 from anning_lib.advice.benchmark import enterprise_benchmarks, load_map
 from anning_lib.advice.catalogue import Catalogue, Measure, load_catalogue
-from anning_lib.advice.diagnostics import enterprise_diagnostics
 from anning_lib.advice.finance import abatement_cost_cny_per_t, npv_cny, payback_a
+from anning_lib.advice.readings import enterprise_diagnostics
 from anning_lib.carbon.factors import FactorSet, load_factor_set
 from anning_lib.carbon.units import convert
 from anning_lib.config import get_settings
