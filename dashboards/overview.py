@@ -51,6 +51,7 @@ bar_fig, bar_src = load_bars(loads(state), t("ov_enterprises", lang))
 plan_fig, plan_src = plan_map(plan_polys(state), t("ov_plan_public" if public else "ov_plan", lang), public)
 bars_pane = pn.pane.Bokeh(bar_fig, sizing_mode="stretch_width", visible=not public)
 plan_pane = pn.pane.Bokeh(plan_fig, sizing_mode="stretch_width")
+twin_link = pn.pane.HTML(f'<a href="/twin">{t("ov_open_twin", lang)} →</a>', margin=(0, 16))
 method = pn.pane.Markdown(t("ov_method", lang, factor=state["grid_factor_t_per_mwh"],
                             source=state["grid_factor_source"]), margin=(0, 16), styles={"font-size": "12px"})
 shown = {"as_of": None}
@@ -72,7 +73,8 @@ def refresh():
 refresh()
 pn.state.add_periodic_callback(refresh, period=5000)
 shell("overview", actor, lang, head, board,
-      pn.FlexBox(pn.Column(plan_pane, sizing_mode="stretch_width", min_width=340, styles={"flex": "1 1 480px"}),
+      pn.FlexBox(pn.Column(plan_pane, twin_link, sizing_mode="stretch_width", min_width=340,
+                           styles={"flex": "1 1 480px"}),
                  pn.Column(bars_pane, sizing_mode="stretch_width", min_width=340, styles={"flex": "1 1 420px"}),
                  flex_wrap="wrap", sizing_mode="stretch_width"),
       method).servable(title=t("page_overview", lang))

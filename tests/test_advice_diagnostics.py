@@ -16,7 +16,6 @@ from anning_lib.advice.diagnostics import (
     band_energy_kwh,
     base_load_kw,
     flexible_peak_kwh,
-    footprint_area_m2,
     load_factor,
     peak_demand,
     power_factor,
@@ -27,6 +26,7 @@ from anning_lib.advice.readings import enterprise_diagnostics
 from anning_lib.dispatch.tariff import load_tou_bands
 from anning_lib.errors import AnningError, StoreError
 from anning_lib.park import parse_park
+from anning_lib.park.polygon import area_m2
 from anning_lib.store import init_db, refresh_rollups, write_measurements
 
 TZ = "Asia/Shanghai"
@@ -172,9 +172,9 @@ def test_trend_by_hand():
 
 def test_footprint_area_of_a_rectangle():
     # 40 m x 20 m = 800 m2, either orientation; a right triangle of legs 40 and 20: 400 m2
-    assert footprint_area_m2([(0, 0), (40, 0), (40, 20), (0, 20)]) == 800.0
-    assert footprint_area_m2([(0, 0), (0, 20), (40, 20), (40, 0)]) == 800.0
-    assert footprint_area_m2([(300, 200), (340, 200), (340, 220)]) == 400.0
+    assert area_m2([(0, 0), (40, 0), (40, 20), (0, 20)]) == 800.0
+    assert area_m2([(0, 0), (0, 20), (40, 20), (40, 0)]) == 800.0
+    assert area_m2([(300, 200), (340, 200), (340, 220)]) == 400.0
 
 
 # -------------------------------------------------------------------------------------------------- from the store

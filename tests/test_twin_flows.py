@@ -21,6 +21,7 @@ from anning_lib.i18n import catalogue as messages
 from anning_lib.i18n import t
 from anning_lib.park import load_park
 from anning_lib.reports.balance import balance_points, electricity_balance
+from anning_lib.twin.colours import load_colours
 from anning_lib.twin.flows import (
     EDGE_COLUMNS,
     INTERVAL_COLUMNS,
@@ -35,7 +36,7 @@ from anning_lib.twin.flows import (
     nodes,
 )
 from anning_lib.twin.period import period_sankey, read_period
-from anning_lib.twin.sankey import load_colours, plot_frames, sankey_plot
+from anning_lib.twin.sankey import plot_frames, sankey_plot
 
 TZ = "Asia/Shanghai"
 START = pd.Timestamp("2026-10-01 00:00", tz=TZ)
@@ -323,11 +324,6 @@ def test_sankey_labels_colours_and_cycles(park, hour):
     raw = yaml.safe_load((REPO / "data" / "twin" / "carrier_colours.yaml").read_text(encoding="utf-8"))
     carriers = yaml.safe_load((REPO / "data" / "carriers.yaml").read_text(encoding="utf-8"))["carriers"]
     assert set(carriers) <= set(raw["carriers"])                      # every carrier has a colour
-    legend = REPO / "data" / "twin" / "legend.yaml"
-    if legend.exists():                                                # the same colour in the 3-D twin's legend
-        shared = yaml.safe_load(legend.read_text(encoding="utf-8")).get("carriers", {})
-        assert {c: shared[c] for c in shared if c in raw["carriers"]} == {c: raw["carriers"][c] for c in shared
-                                                                          if c in raw["carriers"]}
     edges_zh, nodes_zh = plot_frames(sk.energy, park, lang="zh_CN")
     assert (edges_zh["colour"] == edges_zh["carrier"].map(raw["carriers"])).all()
     assert (edges_zh["value"] > 0).all()                               # zero links are not drawn

@@ -336,30 +336,3 @@ def trend(monthly: pd.Series) -> dict:
     else:
         direction = "up" if slope > 0 else ("down" if slope < 0 else "flat")
     return {"months": n, "slope_per_month": slope, "change_frac": change, "direction": direction}
-
-
-def footprint_area_m2(footprint_m: Sequence[tuple[float, float]]) -> float:
-    """Area of a building's footprint polygon by the shoelace (surveyor's) formula [m2].
-
-    ``A = |Σ (x_i · y_{i+1} − x_{i+1} · y_i)| / 2`` over the vertices in order (either orientation; the polygon
-    closes by itself). A flat roof has the footprint's area.
-
-    Parameters
-    ----------
-    footprint_m : sequence of (float, float)
-        vertices ``(x east, y north)`` in park metres [m].
-
-    Returns
-    -------
-    float
-        [m2]
-
-    References
-    ----------
-    B. Braden, "The Surveyor's Area Formula", *The College Mathematics Journal* 17(4), 326-337 (1986).
-    """
-    xy = np.asarray(footprint_m, dtype="float64").reshape(-1, 2)
-    if len(xy) < 3:
-        return 0.0
-    x, y = xy[:, 0], xy[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)) / 2.0)

@@ -15,7 +15,6 @@ from anning_lib.advice.diagnostics import (
     band_energy_kwh,
     base_load_kw,
     flexible_peak_kwh,
-    footprint_area_m2,
     load_factor,
     peak_demand,
     power_factor,
@@ -24,6 +23,7 @@ from anning_lib.advice.diagnostics import (
 from anning_lib.dispatch.tariff import tariff_for
 from anning_lib.errors import DispatchError, StoreError
 from anning_lib.park.catalogue import load_catalogue
+from anning_lib.park.polygon import area_m2
 from anning_lib.park.schema import Device, Enterprise, Park, point_tag
 from anning_lib.store.timeseries import read_series, refresh_rollups
 from anning_lib.store.validate import instant
@@ -106,7 +106,7 @@ def enterprise_diagnostics(engine: Engine, park: Park, enterprise_id: str, start
         ``production_t`` [t] (None when the enterprise has no such point); ``specific``: ``kwh_per_t``
         (consumption) [kWh/t], ``gas_nm3_per_t`` [Nm3/t], ``steam_t_per_t`` [t/t] (:func:`specific_use`);
         ``has_bess``, ``has_pv`` (own devices); ``pv_kwp``: Σ own PV ``dc_kwp`` [kWp]; ``roof_m2``: Σ
-        :func:`footprint_area_m2` of all its buildings [m2]; ``tariff``: the tariff file (``<id>.yaml`` in
+        :func:`anning_lib.park.polygon.area_m2` of all its buildings [m2]; ``tariff``: the tariff file (``<id>.yaml`` in
         ``data/tariffs``) its main meter pays (:func:`anning_lib.dispatch.tariff.tariff_for` of the enterprise id,
         as :mod:`anning_lib.dispatch.sites` names the connection); ``days``: length of the period [d].
 
@@ -177,7 +177,7 @@ def enterprise_diagnostics(engine: Engine, park: Park, enterprise_id: str, start
                      "steam_t_per_t": specific_use(steam_t, production_t)},
         "has_bess": bool(bess_devs), "has_pv": bool(pv_devs),
         "pv_kwp": float(sum(d.p.dc_kwp for d in pv_devs)),
-        "roof_m2": float(sum(footprint_area_m2(b.footprint_m) for b in ent.buildings)),
+        "roof_m2": float(sum(area_m2(b.footprint_m) for b in ent.buildings)),
         "tariff": f"{tariff.id}.yaml",
         "days": (e - s) / pd.Timedelta("1D"),
     }

@@ -56,6 +56,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "report.run": frozenset({"admin", "operator", "system"}),
     # portal pages (role only; what a page shows is scoped again by the data access)
     "page.overview": frozenset({"admin", "operator", "enterprise", "visitor", "system"}),
+    "page.twin": frozenset({"admin", "operator", "enterprise", "visitor", "system"}),
     "page.enterprise": frozenset({"admin", "operator", "enterprise", "system"}),
     "page.device": frozenset({"admin", "operator", "enterprise", "system"}),
     "page.alarms": frozenset({"admin", "operator", "enterprise", "system"}),

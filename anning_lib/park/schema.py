@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from anning_lib.park.polygon import simple_polygon
+
 ID = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_\-]*$", max_length=48)]
 Sector = Literal["steel", "petrochemical", "phosphorus_chemical", "battery_materials", "utilities"]
 Protocol = Literal["modbus", "opcua", "mqtt"]
@@ -229,6 +231,15 @@ class Device(_Strict):
     params: dict = Field(default_factory=dict)
     points: list[Point] = Field(min_length=1)
     assumptions: dict[str, str] = Field(default_factory=dict, description="param name -> basis of the number")
+    footprint_m: list[tuple[float, float]] | None = Field(
+        None, min_length=3, description="(x east, y north) vertices of the ground it stands on, for the 3-D twin "
+        "(a ground PV field, a storage yard, the substation's switchyard); rooftop equipment names its `building` "
+        "instead [m]")
+
+    @field_validator("footprint_m")
+    @classmethod
+    def _simple_footprint(cls, v: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        return None if v is None else simple_polygon(v)
 
     @cached_property
     def p(self) -> BaseModel:
@@ -250,6 +261,11 @@ class Building(_Strict):
     footprint_m: list[tuple[float, float]] = Field(min_length=3, description="(x east, y north) vertices [m]")
     height_m: float = Field(gt=0, le=300, description="height above ground [m]")
     use: str = "production"
+
+    @field_validator("footprint_m")
+    @classmethod
+    def _simple_footprint(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        return simple_polygon(v)
 
 
 class Enterprise(_Strict):

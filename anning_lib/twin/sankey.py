@@ -14,8 +14,6 @@ of a copy of ``LOSSES``. No value changes; only where the flow is drawn.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from functools import lru_cache
-from pathlib import Path
 
 import pandas as pd
 
@@ -23,22 +21,11 @@ from anning_lib.errors import AnningError
 from anning_lib.i18n import DEFAULT_LANG, t
 from anning_lib.park.catalogue import Catalogue
 from anning_lib.park.schema import Park
+from anning_lib.twin.colours import load_colours
 from anning_lib.twin.flows import SOURCE_KINDS, default_catalogue, nodes
 
 PLOT_EDGE_COLUMNS = ["src", "dst", "value", "carrier", "carrier_name", "colour"]
 PLOT_NODE_COLUMNS = ["node", "label", "colour"]
-
-
-@lru_cache(maxsize=4)
-def load_colours(path: Path | None = None) -> dict:
-    """``data/twin/carrier_colours.yaml``: ``carriers`` (carrier id -> hex colour), ``nodes`` (node kind -> colour)
-    and ``fallback`` (read once)."""
-    import yaml
-
-    from anning_lib.config import get_settings
-
-    path = Path(path) if path is not None else get_settings().data_dir / "twin" / "carrier_colours.yaml"
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def _label(row: pd.Series, park: Park, lang: str, cat: Catalogue) -> str:
