@@ -8,7 +8,7 @@ DAYS    ?= 90
 # falls back to an embedded broker without it), Chromium (the portal's browser tests and benchmark) and a
 # Chinese font (pages and PDF statements render Chinese text), Pango (WeasyPrint's text layout) and poppler-utils
 # (pdftotext/pdftoppm: the statement tests read PDFs back).
-APT_PKGS = postgresql mosquitto chromium fonts-wqy-zenhei poppler-utils libpango-1.0-0 libpangoft2-1.0-0
+APT_PKGS = postgresql mosquitto chromium fonts-wqy-zenhei poppler-utils libpango-1.0-0 libpangoft2-1.0-0 nginx
 
 .PHONY: demo test bench setup system-deps clean security
 
@@ -41,7 +41,7 @@ test: system-deps $(STAMP) security
 	scripts/with-postgres.sh $(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: system-deps $(STAMP)
-	scripts/with-postgres.sh sh -c '$(BIN)/python bench/store.py && $(BIN)/python bench/ingest.py && $(BIN)/python bench/forecast.py && $(BIN)/python bench/dispatch.py && $(BIN)/python bench/alarms.py && $(BIN)/python bench/reports.py && $(BIN)/python bench/portal.py' 
+	scripts/with-postgres.sh sh -c '$(BIN)/python bench/store.py && $(BIN)/python bench/ingest.py && $(BIN)/python bench/forecast.py && $(BIN)/python bench/dispatch.py && $(BIN)/python bench/alarms.py && $(BIN)/python bench/reports.py && $(BIN)/python bench/scenario.py && $(BIN)/python bench/portal.py' 
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -123,7 +123,7 @@ def check_schema(engine: Engine) -> None:
     """Raise :class:`StoreError` unless the database is at the library's head revision."""
     cur, head = current_revision(engine), head_revision()
     if cur != head:
-        raise StoreError(f"database revision {cur!r} is not the library's {head!r}: run `anning db upgrade`")
+        raise StoreError(f"database revision {cur!r} is not the library's {head!r}: run `anning db init` (it upgrades the schema)")
 
 
 def init_db(engine: Engine, park: Park | None = None, addresses: dict[str, dict] | None = None) -> dict[str, int] | None:
