@@ -66,6 +66,19 @@ def test_sync_updates_in_place_and_keeps_point_ids(db):
     assert bld[0] == "B1" and bld[1] == 18.0 and bld[2] == "[[0.0, 0.0], [40.0, 0.0], [40.0, 20.0]]"
 
 
+def test_sync_without_addresses_keeps_the_stored_ones(engine, tiny_park):
+    # the demo (and the gateway's set-up) stores the point maps' addresses; a later `anning db init` (an upgrade)
+    # has none at hand and must not blank them
+    init_db(engine, tiny_park)
+    tag = sorted(point_ids(engine))[0]
+    init_db(engine, tiny_park, {tag: {"address": "40001", "dtype": "int32", "scale": 0.1, "unit_id": 7}})
+    init_db(engine, tiny_park)
+    with engine.connect() as c:
+        row = c.execute(sa.text("select p.address, p.dtype, p.scale, d.unit_id from point p "
+                                "join device d on d.id = p.device_id where p.tag = :t"), {"t": tag}).one()
+    assert tuple(row) == ("40001", "int32", 0.1, 7)
+
+
 def _insert_0001_rows(conn, dialect: str) -> None:
     json_empty, false = ("'{}'", "0") if dialect == "sqlite" else ("'{}'::json", "false")
     # 2026-01-01T00:00:00Z = 20454 days * 86400 s = 1,767,225,600 s since the epoch

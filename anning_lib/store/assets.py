@@ -44,12 +44,22 @@ def upsert(conn: Connection, table: sa.Table, rows: Sequence[dict], keys: Sequen
     return len(rows)
 
 
+def _stored_addresses(engine: Engine) -> dict[str, dict]:
+    """The protocol columns already stored, by tag (empty before the first sync)."""
+    point, device = TABLES["point"], TABLES["device"]
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(point.c.tag, point.c.address, point.c.dtype, point.c.scale, device.c.unit_id)
+                            .join(device, device.c.id == point.c.device_id)).all()
+    return {r.tag: {"address": r.address, "dtype": r.dtype, "scale": r.scale, "unit_id": r.unit_id} for r in rows}
+
+
 def sync_park(engine: Engine, park: Park, addresses: dict[str, dict] | None = None) -> dict[str, int]:
     """Upsert the park model's enterprises, buildings, devices and points by natural key, in one transaction.
 
     ``addresses`` (tag -> ``{"address", "dtype", "scale", "unit_id"}``, from
     :func:`anning_lib.ingest.pointmap.describe_addresses`) fills the point's protocol columns, which are
-    descriptive only: the gateway reads its point maps, not these columns.
+    descriptive only: the gateway reads its point maps, not these columns. Without it (``anning db init`` on an
+    upgrade) the columns keep what is stored.
 
     Natural keys: enterprise ``id``, building ``(enterprise_id, code)``, device ``id``, point ``tag``
     (``DEV.point``). Existing rows are updated in place, so a point's surrogate ``id`` never changes and
@@ -63,7 +73,7 @@ def sync_park(engine: Engine, park: Park, addresses: dict[str, dict] | None = No
     """
     from anning_lib.park import point_tag
 
-    addr = addresses or {}
+    addr = addresses if addresses is not None else _stored_addresses(engine)
     ent_rows = [
         {"id": e.id, "name": e.name, "name_en": e.name_en, "sector": e.sector} for e in park.enterprises
     ]
