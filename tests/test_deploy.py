@@ -265,8 +265,8 @@ def test_every_command_a_unit_starts_exists_with_these_flags(unit):
     unknown option with status 2 even with --help); ``$VAR`` takes the installed anning.env's value."""
     env = parse_env((DEPLOY / "env/anning.env.in").read_text())
     lines = read_unit(DEPLOY / "systemd" / unit)["Service"]["ExecStart"]
-    if unit == "anning-ingest.service":               # docs/deploy.md: ANNING_INGEST_ARGS=--dispatch adds the MPC
-        lines += [line.replace("$ANNING_INGEST_ARGS", "--dispatch") for line in lines]
+    if unit == "anning-ingest.service":               # docs/deploy.md: --forecast --dispatch adds the MPC
+        lines += [line.replace("$ANNING_INGEST_ARGS", "--forecast --dispatch") for line in lines]
     for line in lines:
         words = []
         for w in line.split():
@@ -669,7 +669,8 @@ def some_measurements(park, start: dt.datetime, hours: int = 2):
 @pytest.mark.postgres
 def test_the_ingest_role_does_what_the_gateway_does_and_nothing_more(roles):
     """At start the gateway upserts the park's assets (init_db); then measurements, health rows, alarms and their
-    notifications, rollups; with --dispatch, schedules, commands and the setpoints' audit rows."""
+    notifications, rollups; with --forecast, the forecasts; with --dispatch, schedules, commands and the
+    setpoints' audit rows."""
     from anning_lib.auth.audit import audit
     from anning_lib.dispatch.case import parse_case
     from anning_lib.dispatch.executor import execute, save_schedule
@@ -701,6 +702,15 @@ def test_the_ingest_role_does_what_the_gateway_does_and_nothing_more(roles):
     assert count_rows(owner, "measurement") == before + n
     assert refresh_rollups(ing, start, start + dt.timedelta(hours=2)) > 0            # the MPC's history
     assert not read_series(ing, ["GRID.p_kw"], start, start + dt.timedelta(hours=2)).empty
+    import pandas as pd
+
+    from anning_lib.forecast.models import Persistence
+    from anning_lib.forecast.operate import HORIZON, forecast, park_targets
+
+    grid = next(t for t in park_targets(park) if t.tag == "GRID.p_kw")      # --forecast: upserts its rows
+    origin = pd.Timestamp(start) + pd.Timedelta(hours=2)
+    assert forecast(ing, grid, Persistence(), {"model": "persistence", "version": "1"}, origin, days=1) == HORIZON
+    assert count_rows(owner, "forecast") >= HORIZON
     ensure_demo_credentials(maps, roles["var"])          # the passwords and certificates the maps name
     ensure_ca(roles["var"] / "pki")
     gw = Gateway(park, maps, ing, roles["var"])

@@ -38,6 +38,32 @@ def _status(gw: Gateway, tz: str, final: bool = False) -> str:
             f"latency p99 {p99 * 1000:.0f} ms")
 
 
+def rollup_loop(engine, stop: asyncio.Event, period_s: float = 60.0):
+    """Every ``period_s`` [s], the last half hour's 15-minute rollups refreshed: the portal's pages and the live
+    figures read the rollups as they are, so whoever ingests keeps them at most a minute behind."""
+    def refresh():
+        t = pd.Timestamp.now(tz="UTC")
+        refresh_rollups(engine, t - pd.Timedelta("30min"), t)
+    return every(period_s, stop, refresh)
+
+
+def forecast_loop(engine, park: Park, var_dir, stop: asyncio.Event, say: Callable[[str], None],
+                  period_s: float = 900.0):
+    """Every ``period_s`` [s] (first after 5 s): train the models that are a day old, then forecast the next day
+    of every target (loads, grid exchange, PV) into the store."""
+    def forecasts():
+        from threadpoolctl import threadpool_limits
+
+        from anning_lib.forecast.operate import run_all
+
+        # one OpenMP thread: beside the gateway (and the simulator), more threads than cores make training crawl
+        with threadpool_limits(limits=1):
+            out = run_all(engine, park, var_dir, pd.Timestamp.now(tz="UTC"), score_days=0, should_stop=stop.is_set)
+        ok = sum("rows" in v for v in out.values())
+        say(f"forecast: next day of {ok} of {len(out)} targets stored (loads, grid exchange, PV)")
+    return every(period_s, stop, forecasts, first_after_s=5)
+
+
 async def run_live(park: Park, maps: PointMaps, engine, sim: ParkSimulator, first_day: date, var_dir, tz: str,
                    say: Callable[[str], None], duration_s: float | None = None, status_s: float = 30.0) -> None:
     """Serve the simulated park and ingest it until interrupted."""
@@ -59,29 +85,14 @@ async def run_live(park: Park, maps: PointMaps, engine, sim: ParkSimulator, firs
     stop = asyncio.Event()
     stop_on_signal(stop, duration_s)
 
-    def rollups():
-        t = pd.Timestamp.now(tz="UTC")
-        refresh_rollups(engine, t - pd.Timedelta("30min"), t)
-
-    def forecasts():  # trains when a model is a day old, then forecasts the next day of every target
-        from threadpoolctl import threadpool_limits
-
-        from anning_lib.forecast.operate import run_all
-
-        # one OpenMP thread: beside the gateway and the simulator, more threads than cores make training crawl
-        with threadpool_limits(limits=1):
-            out = run_all(engine, park, var_dir, pd.Timestamp.now(tz="UTC"), score_days=0, should_stop=stop.is_set)
-        ok = sum("rows" in v for v in out.values())
-        say(f"forecast: next day of {ok} of {len(out)} targets stored (loads, grid exchange, PV)")
-
     control = control_loops(engine, park, gw, stop, say, get_settings())
     alarms = alarm_service(engine, park, get_settings(), say)
     gw.intake.listeners.append(alarms)
     try:
-        await asyncio.gather(servers.run(stop), gw.run(stop), every(60, stop, rollups),
+        await asyncio.gather(servers.run(stop), gw.run(stop), rollup_loop(engine, stop),
                              *control, alarms.run(stop, gw),
                              every(status_s, stop, lambda: say(_status(gw, tz))),
-                             every(900, stop, forecasts, first_after_s=5))
+                             forecast_loop(engine, park, var_dir, stop, say))
     finally:
         await servers.stop()
     say(_status(gw, tz, final=True))

@@ -183,9 +183,11 @@ def ingest_check(folder: Path = typer.Argument(None, help="folder of modbus/opcu
 
 @ingest_app.command("run")
 def ingest_run(duration: float = typer.Option(None, help="stop after this many seconds (default: run until Ctrl-C)"),
-               dispatch: bool = typer.Option(False, help="also run the storage MPC (every ANNING_DISPATCH_INTERVAL_S)")):
-    """Run the gateway: poll, subscribe and store every point of the maps, with the alarms (and, with --dispatch,
-    the storage MPC and peak guard)."""
+               dispatch: bool = typer.Option(False, help="also run the storage MPC (every ANNING_DISPATCH_INTERVAL_S)"),
+               forecast: bool = typer.Option(False, help="also train and forecast every 15 minutes (loads, grid, PV)")):
+    """Run the gateway: poll, subscribe and store every point of the maps, with the alarms and the 15-minute
+    rollups kept a minute behind (and, with --dispatch, the storage MPC and peak guard; with --forecast, the
+    day-ahead forecasts)."""
     import asyncio
 
     from anning_lib.aio import stop_on_signal
@@ -203,11 +205,14 @@ def ingest_run(duration: float = typer.Option(None, help="stop after this many s
     async def go():
         stop = asyncio.Event()
         stop_on_signal(stop, duration)
+        from anning_lib.cli.live import forecast_loop, rollup_loop
         from anning_lib.quality.service import alarm_service
 
         alarms = alarm_service(engine, park, settings, _say)
         gw.intake.listeners.append(alarms)
-        loops = [gw.run(stop), alarms.run(stop, gw)]
+        loops = [gw.run(stop), alarms.run(stop, gw), rollup_loop(engine, stop)]
+        if forecast:
+            loops.append(forecast_loop(engine, park, settings.var_dir, stop, _say))
         if dispatch:
             from anning_lib.dispatch.mpc import control_loops
 

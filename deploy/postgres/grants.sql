@@ -8,10 +8,12 @@
 -- Found by reading every insert/update/delete of anning_lib and by running the real gateway, portal and report
 -- schedule under these roles (tests/test_deploy.py proves the main ones with the library itself):
 --
--- ingest role: `anning ingest run [--dispatch]`
+-- ingest role: `anning ingest run [--dispatch] [--forecast]`
 --   * at start, init_db: schema check (alembic_version), the park model's assets upserted by natural key
 --     (enterprise, building, device, point; role rows if missing); nothing is ever deleted;
---   * measurements (COPY into a temporary table, then INSERT ... ON CONFLICT DO UPDATE), ingest_health;
+--   * measurements (COPY into a temporary table, then INSERT ... ON CONFLICT DO UPDATE), ingest_health, and the
+--     15-minute rollups of the last half hour every minute;
+--   * with --forecast: the day-ahead forecasts (INSERT ... ON CONFLICT DO UPDATE into forecast);
 --   * the alarm service: alarm, alarm_event, notification; reads alarm_rule;
 --   * with --dispatch: the MPC reads measurements, rollups and forecasts and writes dispatch_schedule,
 --     dispatch_command and audit_log (every setpoint is audited);
@@ -49,7 +51,7 @@ GRANT SELECT ON alembic_version, role, enterprise, building, device, point, meas
                 ingest_health, alarm, alarm_event, alarm_rule, notification, dispatch_schedule, dispatch_command
    TO :"ingest_role";
 GRANT INSERT, UPDATE ON enterprise, building, device, point, measurement, rollup_15min, ingest_health, alarm,
-                     notification
+                     notification, forecast
    TO :"ingest_role";
 GRANT INSERT ON role, alarm_event, audit_log, dispatch_schedule, dispatch_command TO :"ingest_role";
 -- the audit row is inserted with RETURNING id (SQLAlchemy): that column only, not the log's content
