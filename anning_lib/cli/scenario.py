@@ -35,10 +35,10 @@ def summary_lines(rec: dict) -> list[str]:
     h, c = rec["history"], rec["comparison"]
     out = [f"{rec['scenario']['name']}: {h['source']} history {h['start'][:10]} .. {h['end'][:10]} "
            f"({rec['base']['period_days']:.0f} days), dispatch {rec['dispatch']['mode']}",
-           f"  {'':<18}{'base':>14}{'scenario':>14}{'change':>14}"]
+           f"  {'':<26}{'base':>14}{'scenario':>14}{'change':>14}"]
     for label, path, unit, scale in HEADLINE:
         b, s = _get(rec["base"], path) * scale, _get(rec["scenario_case"], path) * scale
-        out.append(f"  {label + ' [' + unit + ']':<18}{b:>14,.1f}{s:>14,.1f}{s - b:>+14,.1f}")
+        out.append(f"  {label + ' [' + unit + ']':<26}{b:>14,.1f}{s:>14,.1f}{s - b:>+14,.1f}")
     pb = "never" if c["payback_a"] is None and c["capex_cny"] > 0 else (
         "-" if c["payback_a"] is None else f"{c['payback_a']:.1f} a")
     out.append(f"  per year: saving {c['saving_cny_a'] / 1e4:,.1f} 万元, CO2 {c['co2_saving_t_a']:,.0f} t; "
@@ -91,7 +91,7 @@ def list_cmd(as_json: bool = typer.Option(False, "--json")):
     elif runs.empty:
         typer.echo("no saved scenario runs")
     else:
-        typer.echo(runs.to_string(index=False))
+        typer.echo(runs.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
 
 
 @scenario_app.command("show")
