@@ -292,3 +292,25 @@ def test_park_report_totals_are_the_sum_of_the_enterprises(store, tmp_path):
     # the alarms table: E03 with one "high" alarm (critical, high, medium, low, total)
     rows = [m.groups() for m in re.finditer(r"^\s*E03\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", text, re.M)]
     assert [tuple(map(int, r)) for r in rows] == [(0, 1, 0, 0, 1)]
+
+
+def test_executed_notebook_keeps_no_database_password(tmp_path):
+    # what papermill writes into the executed copy: the injected parameters cell and, after a failure, the error
+    import json
+
+    import nbformat
+
+    from anning_lib.reports.runner import redact
+
+    secret = "postgresql+psycopg://anning_portal:s3cr\"et@db:5432/anning"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"db_url = {secret!r}\nmonth = '2026-10'")]
+    nb.cells[0].outputs = [nbformat.v4.new_output("error", ename="OperationalError", evalue=f"cannot reach {secret}",
+                                                  traceback=[f"engine = make_engine({secret!r})"])]
+    path = tmp_path / "monthly_statement.ipynb"
+    nbformat.write(nb, path)
+    assert "s3cr" in path.read_text()
+    redact(path, secret, "postgresql+psycopg://anning_portal:***@db:5432/anning")
+    text = path.read_text()
+    assert "s3cr" not in text and text.count("anning_portal:***@db") == 3
+    json.loads(text)                                   # still a notebook

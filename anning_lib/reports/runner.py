@@ -16,6 +16,7 @@ References
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import time
@@ -102,11 +103,15 @@ def produce(engine: Engine, k: ReportKind, month: str, enterprise_id: str | None
     pdf, page = output_paths(settings.report_out_dir, k.name, month, enterprise_id)
     work = settings.report_out_dir / ".work" / str(run_id)
     work.mkdir(parents=True, exist_ok=True)
-    params = {"db_url": engine.url.render_as_string(hide_password=False), "month": month, "lang": lang}
+    secret_url = engine.url.render_as_string(hide_password=False)
+    params = {"db_url": secret_url, "month": month, "lang": lang}
     if k.per_enterprise:
         params["enterprise_id"] = enterprise_id
-    nb = papermill.execute_notebook(str(template), str(work / k.template), parameters=params, kernel_name="python3",
-                                    cwd=str(work), progress_bar=False, log_output=False)
+    try:
+        nb = papermill.execute_notebook(str(template), str(work / k.template), parameters=params,
+                                        kernel_name="python3", cwd=str(work), progress_bar=False, log_output=False)
+    finally:     # the executed copy stays for a look after a failure, without the database password
+        redact(work / k.template, secret_url, engine.url.render_as_string(hide_password=True))
     who = enterprise_id or t("reports_park_level", lang)
     at = dt.datetime.now(ZoneInfo(settings.timezone)).strftime("%Y-%m-%d %H:%M")
     colophon = t("report_colophon", lang, run=run_id, at=at)
@@ -118,6 +123,18 @@ def produce(engine: Engine, k: ReportKind, month: str, enterprise_id: str | None
     os.replace(tmp_html, page)
     os.replace(tmp_pdf, pdf)
     return pdf, page
+
+
+def redact(path: Path, secret: str, shown: str) -> None:
+    """Replace every occurrence of ``secret`` (the database URL with its password) in the file at ``path`` by
+    ``shown`` (the URL with ``***``), as text and as JSON-escaped text; nothing to do when they are equal or the
+    file does not exist."""
+    if secret == shown or not path.is_file():
+        return
+    text = path.read_text(encoding="utf-8")
+    for a, b in ((secret, shown), (json.dumps(secret)[1:-1], json.dumps(shown)[1:-1])):
+        text = text.replace(a, b)
+    path.write_text(text, encoding="utf-8")
 
 
 def _error_text(err: BaseException) -> str:
