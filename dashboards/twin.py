@@ -70,7 +70,7 @@ metric.param.watch(on_metric, "value")
 view.on_pick(on_pick)
 refresh()
 pn.state.add_periodic_callback(refresh, period=5000)
-pn.state.on_session_destroyed(lambda _ctx: view.close())
+pn.state.on_session_destroyed(lambda _ctx, v=view: v.close())   # bound now: the script's globals are gone by then
 canvas = panel_pane(view, stylesheets=[TWIN_CSS], margin=(4, 8), sizing_mode="stretch_width")
 side = pn.Column(metric, legend, flow_key, details, width=320, margin=(4, 8))
 shell("twin", actor, lang, head,

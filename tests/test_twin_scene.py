@@ -374,3 +374,24 @@ def test_the_twin_notebook_runs_and_is_committed_clean(store, tmp_path, monkeypa
     assert not [o for o in outputs if o.get("output_type") == "error"]
     views = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert views, "the notebook shows no widget"
+
+
+def test_close_frees_every_widget_even_when_the_comm_is_gone(park):
+    # at the end of a portal session the Bokeh document is torn down first, so a comm's close raises; the widgets
+    # must still leave ipywidgets' registry, or every closed twin page would keep its ~600 widgets in the server
+    from ipywidgets.widgets.widget import _instances
+
+    from anning_lib.twin import flows
+    from anning_lib.twin.scene import TwinView
+
+    before = set(_instances)
+    v = TwinView(park, flows.nodes(park), flows.edges(park))
+    mine = set(_instances) - before
+    assert len(mine) > 100
+
+    def dead(*_a, **_k):
+        raise AttributeError("'DocumentCallbackManager' object has no attribute '_change_callbacks'")
+
+    v.renderer.comm.close = dead
+    assert v.close() >= 3
+    assert not (set(_instances) & mine)

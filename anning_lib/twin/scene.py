@@ -365,10 +365,39 @@ class TwinView:
             except Exception:
                 log.exception("twin: pick callback failed for %s", part.key)
 
-    def close(self) -> None:
-        """Close every widget of the scene (a page does it when its session ends)."""
-        for w in (self.renderer, self.picker, self.controls, *self._widgets):
-            w.close()
+    def close(self) -> int:
+        """Close every widget of the scene, down to each geometry's buffers (a page does it when its session
+        ends); returns how many.
+
+        At the end of a session the Bokeh document the widgets talked through is already torn down, so closing a
+        widget's comm can fail; ipywidgets has dropped the widget from its registry by then (``Widget.close``
+        does that first), which is what frees it, so the failure is ignored and the next widget closed."""
+        ws = widget_tree(self.renderer, self.picker, self.controls, *self._widgets)
+        for w in ws:
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - the document's callbacks are gone; the registry entry is not
+                w.comm = None
+        return len(ws)
+
+
+def widget_tree(*roots) -> list:
+    """Every widget reachable from ``roots`` through their synced traits (children, materials, geometries,
+    buffer attributes...), each once."""
+    from ipywidgets import Widget
+
+    seen: dict[int, Widget] = {}
+    stack = list(roots)
+    while stack:
+        w = stack.pop()
+        if not isinstance(w, Widget) or id(w) in seen:
+            continue
+        seen[id(w)] = w
+        for name in w.keys:
+            v = getattr(w, name, None)
+            items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else (v,)
+            stack.extend(x for x in items if isinstance(x, Widget))
+    return list(seen.values())
 
 
 # ------------------------------------------------------------------------------------------------ in a page
