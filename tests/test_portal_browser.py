@@ -41,9 +41,10 @@ ARTIFACTS = Path(os.environ.get("ANNING_TEST_ARTIFACTS", Path(__file__).parent.p
 
 # who may open which page: written out here from ARCHITECTURE.md §6 and the issue, not read from the code
 EXPECTED = {
-    "admin": {"overview", "twin", "enterprise", "device", "alarms", "dispatch", "carbon", "reports", "admin",
-              "account"},
-    "operator": {"overview", "twin", "enterprise", "device", "alarms", "dispatch", "carbon", "reports", "account"},
+    "admin": {"overview", "twin", "scenarios", "enterprise", "device", "alarms", "dispatch", "carbon", "reports",
+              "admin", "account"},
+    "operator": {"overview", "twin", "scenarios", "enterprise", "device", "alarms", "dispatch", "carbon", "reports",
+                 "account"},
     "ent-e01": {"overview", "twin", "enterprise", "device", "alarms", "carbon", "reports", "account"},
     "visitor": {"overview", "twin", "account"},
 }

@@ -57,6 +57,8 @@ ACTIONS: dict[str, frozenset[str]] = {
     # portal pages (role only; what a page shows is scoped again by the data access)
     "page.overview": frozenset({"admin", "operator", "enterprise", "visitor", "system"}),
     "page.twin": frozenset({"admin", "operator", "enterprise", "visitor", "system"}),
+    # scenario runs: results hold every enterprise's figures, so park-wide roles only
+    "page.scenarios": frozenset({"admin", "operator", "system"}),
     "page.enterprise": frozenset({"admin", "operator", "enterprise", "system"}),
     "page.device": frozenset({"admin", "operator", "enterprise", "system"}),
     "page.alarms": frozenset({"admin", "operator", "enterprise", "system"}),

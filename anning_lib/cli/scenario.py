@@ -16,13 +16,6 @@ scenario_app = typer.Typer(help="Scenario simulation: add PV or storage, change 
                                 "a process, buy green electricity; a year against the base case.",
                            no_args_is_help=True)
 
-HEADLINE = [("cost", ("cost_cny", "total_cny"), "万元", 1e-4), ("peak import", ("peak_import_kw",), "MW", 1e-3),
-            ("grid import", ("grid_import_e_kwh",), "GWh", 1e-6),
-            ("scope 1", ("co2_t", "scope1"), "tCO2", 1.0),
-            ("scope 2 location", ("co2_t", "scope2_location"), "tCO2", 1.0),
-            ("scope 2 market", ("co2_t", "scope2_market"), "tCO2", 1.0),
-            ("self-sufficiency", ("self_sufficiency_frac",), "%", 100.0)]
-
 
 def _get(d: dict, path: tuple) -> float:
     for k in path:
@@ -32,6 +25,8 @@ def _get(d: dict, path: tuple) -> float:
 
 def summary_lines(rec: dict) -> list[str]:
     """The human-readable comparison of a run record."""
+    from anning_lib.scenario.engine import HEADLINE
+
     h, c = rec["history"], rec["comparison"]
     out = [f"{rec['scenario']['name']}: {h['source']} history {h['start'][:10]} .. {h['end'][:10]} "
            f"({rec['base']['period_days']:.0f} days), dispatch {rec['dispatch']['mode']}",

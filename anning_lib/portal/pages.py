@@ -18,6 +18,7 @@ class Page:
 PAGES: dict[str, Page] = {p.slug: p for p in (
     Page("overview", "page.overview", "page_overview"),
     Page("twin", "page.twin", "page_twin"),
+    Page("scenarios", "page.scenarios", "page_scenarios"),
     Page("enterprise", "page.enterprise", "page_enterprise"),
     Page("device", "page.device", "page_device"),
     Page("alarms", "page.alarms", "page_alarms"),

@@ -31,6 +31,15 @@ from anning_lib.scenario.simulate import CaseRun, RunOptions, run_case
 from anning_lib.scenario.spec import Scenario
 
 SCOPES = ("scope1", "scope2_location", "scope2_market", "total")
+HEADLINE = [("cost", ("cost_cny", "total_cny"), "万元", 1e-4), ("peak import", ("peak_import_kw",), "MW", 1e-3),
+            ("grid import", ("grid_import_e_kwh",), "GWh", 1e-6), ("PV used", ("pv_used_e_kwh",), "GWh", 1e-6),
+            ("self-sufficiency", ("self_sufficiency_frac",), "%", 100.0),
+            ("scope 1", ("co2_t", "scope1"), "tCO2", 1.0),
+            ("scope 2 location", ("co2_t", "scope2_location"), "tCO2", 1.0),
+            ("scope 2 market", ("co2_t", "scope2_market"), "tCO2", 1.0)]
+"""The headline figures of a comparison (``anning scenario run`` and the portal's scenarios page): ``(label,
+path in a case's summary, unit shown, scale from the summary's unit to it)``; the summary's units are CNY, kW, kWh,
+fraction and tCO2."""
 
 
 @dataclass
