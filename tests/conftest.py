@@ -186,3 +186,15 @@ def simulated_store(path: Path, first, end, activity_months=(), *, rollups: bool
         tz = park.meta.site.timezone
         refresh_rollups(engine, pd.Timestamp(first, tz=tz), pd.Timestamp(end, tz=tz))
     return engine, park
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium driven by Playwright, one per test module (:mod:`portal_harness`)."""
+    from playwright.sync_api import sync_playwright
+    from portal_harness import launch
+
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()

@@ -165,6 +165,18 @@ class Portal:
                 self.proc.kill()
 
 
+def require_chromium(module_level: bool = True) -> None:
+    """Skip the calling test (module) when Debian's Chromium is missing; fail instead under
+    ``ANNING_REQUIRE_BROWSER=1`` (CI), where a skipped browser test would hide a missing install step."""
+    import pytest
+
+    if Path(CHROMIUM).exists():
+        return
+    if os.environ.get("ANNING_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"ANNING_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (make system-deps installs it)")
+    pytest.skip(f"{CHROMIUM} missing (Debian package chromium)", allow_module_level=module_level)
+
+
 def launch(playwright):
     """Debian's Chromium, headless, with the flags that keep it off the network."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)

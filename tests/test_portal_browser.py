@@ -19,23 +19,19 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 from portal_harness import (
-    CHROMIUM,
     DESKTOP,
     PHONE,
     USERS,
     Portal,
     checksum_of,
-    launch,
     login,
+    require_chromium,
     seed_store,
     statement_ids,
     wait_drawn,
 )
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("ANNING_REQUIRE_BROWSER") == "1":
-        raise RuntimeError(f"ANNING_REQUIRE_BROWSER=1 but {CHROMIUM} is missing (make system-deps installs it)")
-    pytest.skip(f"{CHROMIUM} missing (Debian package chromium)", allow_module_level=True)
+require_chromium()
 
 ARTIFACTS = Path(os.environ.get("ANNING_TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts")) / "portal"
 
@@ -58,16 +54,6 @@ def portal(tmp_path_factory):
     p = Portal(url, var, free_port()).start()
     yield p
     p.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch(pw)
-        yield b
-        b.close()
 
 
 class Client:

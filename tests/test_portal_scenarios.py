@@ -171,10 +171,9 @@ def test_every_headline_figure_has_a_label_in_both_languages():
 # ------------------------------------------------------------------------------------------------ browser
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory):
-    from portal_harness import CHROMIUM, Portal, seed_store
+    from portal_harness import Portal, require_chromium, seed_store
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (Debian package chromium)")
+    require_chromium(module_level=False)
     var = tmp_path_factory.mktemp("scenario-portal")
     p = Portal(seed_store(var, days=1, statements=False), var, free_port()).start()
     yield p

@@ -22,7 +22,8 @@ _CACHE: dict[tuple, tuple[float, object]] = {}
 _LOCK = threading.Lock()
 
 
-def _cached(key: tuple, make, ttl_s: float = TTL_S):
+def cached(key: tuple, make, ttl_s: float = TTL_S):
+    """``make()``, reused for ``ttl_s`` [s] under ``key`` (one value per scope and purpose, shared by threads)."""
     now = time.monotonic()
     with _LOCK:
         hit = _CACHE.get(key)
@@ -41,7 +42,7 @@ def snapshot(engine: Engine, park: Park, actor: Actor) -> dict:
     writes to the store."""
     from anning_lib.portal.views import park_snapshot
 
-    return _cached(("snapshot", str(engine.url), actor.role, actor.enterprise_id),
+    return cached(("snapshot", str(engine.url), actor.role, actor.enterprise_id),
                    lambda: park_snapshot(engine, park, actor, refresh=False))
 
 
@@ -51,5 +52,5 @@ def alarm_count(engine: Engine, actor: Actor) -> int | None:
         return None
     from anning_lib.quality.alarms import list_alarms
 
-    return _cached(("alarms", str(engine.url), actor.role, actor.enterprise_id),
+    return cached(("alarms", str(engine.url), actor.role, actor.enterprise_id),
                    lambda: len(list_alarms(engine, actor, limit=10000)))

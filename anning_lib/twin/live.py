@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import html
 import math
-import threading
-import time
 
 import numpy as np
 import pandas as pd
@@ -32,6 +30,7 @@ from anning_lib.auth.access import Actor, allowed, can_see, require_role
 from anning_lib.i18n import t
 from anning_lib.park.schema import Park, point_tag
 from anning_lib.portal.layout import fmt
+from anning_lib.portal.live import cached
 from anning_lib.twin import colours
 from anning_lib.twin.geometry import Part
 
@@ -42,20 +41,6 @@ FIGURE_COLUMNS = ["load_kw", "e_kwh", "grid_e_kwh", "co2_t", "co2_t_per_mwh", "a
 PUBLIC_FLOWS = {("GRID", "SUBSTATION")}
 """Flows anyone may see: the park's grid import is a figure of the public big screen."""
 
-_CACHE: dict[tuple, tuple[float, object]] = {}
-_LOCK = threading.Lock()
-
-
-def _cached(key: tuple, make):
-    now = time.monotonic()
-    with _LOCK:
-        hit = _CACHE.get(key)
-        if hit and now - hit[0] < TTL_S:
-            return hit[1]
-    value = make()
-    with _LOCK:
-        _CACHE[key] = (time.monotonic(), value)
-    return value
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -163,7 +148,7 @@ def twin_state(engine: Engine, park: Park, actor: Actor, nodes: pd.DataFrame, pa
     """
     require_role(actor, "page.twin")
     key = ("twin", str(engine.url), actor.role, actor.enterprise_id, now)
-    return _cached(key, lambda: _state(engine, park, actor, nodes, part_keys, now))
+    return cached(("twin", *key), lambda: _state(engine, park, actor, nodes, part_keys, now), TTL_S)
 
 
 def _state(engine, park, actor, nodes, part_keys, now) -> dict:
