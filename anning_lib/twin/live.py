@@ -148,7 +148,7 @@ def twin_state(engine: Engine, park: Park, actor: Actor, nodes: pd.DataFrame, pa
     """
     require_role(actor, "page.twin")
     key = ("twin", str(engine.url), actor.role, actor.enterprise_id, now)
-    return cached(("twin", *key), lambda: _state(engine, park, actor, nodes, part_keys, now), TTL_S)
+    return cached(key, lambda: _state(engine, park, actor, nodes, part_keys, now), TTL_S)
 
 
 def _state(engine, park, actor, nodes, part_keys, now) -> dict:
