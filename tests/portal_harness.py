@@ -177,6 +177,16 @@ def require_chromium(module_level: bool = True) -> None:
     pytest.skip(f"{CHROMIUM} missing (Debian package chromium)", allow_module_level=module_level)
 
 
+def offline_context(browser, base: str, size: dict, outside: list[str]):
+    """A browser context of ``size`` where only the portal at ``base`` (and ``data:``/``blob:``) is reachable:
+    any other request is aborted and its URL appended to ``outside`` (the park's network has no internet)."""
+    ctx = browser.new_context(viewport=size)
+    ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(base)
+              or route.request.url.startswith(("data:", "blob:"))
+              else (outside.append(route.request.url), route.abort()))
+    return ctx
+
+
 def launch(playwright):
     """Debian's Chromium, headless, with the flags that keep it off the network."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)

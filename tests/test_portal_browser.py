@@ -25,6 +25,7 @@ from portal_harness import (
     Portal,
     checksum_of,
     login,
+    offline_context,
     require_chromium,
     seed_store,
     statement_ids,
@@ -186,10 +187,7 @@ def test_pages_draw_at_desktop_and_phone_size_with_no_outside_request(portal, br
     (anything not to the portal itself is aborted and recorded)."""
     outside: list[str] = []
     for size_name, size in (("desktop", DESKTOP), ("phone", PHONE)):
-        ctx = browser.new_context(viewport=size)
-        ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(portal.base)
-                  or route.request.url.startswith(("data:", "blob:"))
-                  else (outside.append(route.request.url), route.abort()))
+        ctx = offline_context(browser, portal.base, size, outside)
         page = ctx.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

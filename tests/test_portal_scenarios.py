@@ -185,14 +185,6 @@ def _shoot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def _context(browser, portal, size, outside):
-    ctx = browser.new_context(viewport=size)
-    ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(portal.base)
-              or route.request.url.startswith(("data:", "blob:"))
-              else (outside.append(route.request.url), route.abort()))
-    return ctx
-
-
 def _shows_the_saved_run(page, rec: dict) -> None:
     """The comparison table holds the saved record's figures (formatted as the page formats them)."""
     table = page.locator("table.scn-compare")
@@ -205,70 +197,66 @@ def _shows_the_saved_run(page, rec: dict) -> None:
     assert table.locator("tr").count() == 9                               # heading + 8 figures
 
 
-def test_admin_runs_a_scenario_on_the_page(portal):
+def test_admin_runs_a_scenario_on_the_page(portal, browser):
     """Admin: 2 simulated days of park_pv_10mw.yaml from the form; the status goes to done, the new run is
     listed and its comparison, investments and chart show; then the same page on a phone and in English; an
     enterprise user is refused the page (403)."""
-    from playwright.sync_api import sync_playwright
-    from portal_harness import DESKTOP, PHONE, launch, login, wait_drawn
+    from portal_harness import DESKTOP, PHONE, login, offline_context, wait_drawn
 
     from anning_lib.scenario.engine import list_runs
 
     outside: list[str] = []
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        ctx = _context(browser, portal, DESKTOP, outside)
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        login(page, portal.base, "admin")
-        page.goto(f"{portal.base}/scenarios")
-        wait_drawn(page)
-        page.get_by_text("暂无已保存的运行结果").wait_for(timeout=10000)
-        page.get_by_label("方案文件").select_option(label="园区新增 10 MWp 光伏（尾矿库二期）")
-        days = page.get_by_label("天数（2–365）")
-        days.fill("2")
-        days.press("Tab")
-        page.get_by_role("button", name="运行").click()
-        page.get_by_text(re.compile("已完成并保存")).wait_for(timeout=180000)
-        runs = list_runs(portal.var_dir / "scenarios")
-        assert len(runs) == 1
-        run_id = runs["id"].iloc[0]
-        rec = json.loads((portal.var_dir / "scenarios" / f"{run_id}.json").read_text(encoding="utf-8"))
-        assert rec["history"]["days"] == 2 and rec["saved_by"] == "admin"
-        page.locator(".tabulator-row", has_text=run_id).wait_for(timeout=10000)
-        _shows_the_saved_run(page, rec)                                   # the new run is selected
-        assert "measures.yaml" in page.locator("table.scn-invest").inner_text()
-        page.locator(".bk-Canvas, canvas").first.wait_for(timeout=10000)
-        _shoot(page, "scenarios-admin-run-desktop")
-        assert not errors, errors
-        ctx.close()
+    ctx = offline_context(browser, portal.base, DESKTOP, outside)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    login(page, portal.base, "admin")
+    page.goto(f"{portal.base}/scenarios")
+    wait_drawn(page)
+    page.get_by_text("暂无已保存的运行结果").wait_for(timeout=10000)
+    page.get_by_label("方案文件").select_option(label="园区新增 10 MWp 光伏（尾矿库二期）")
+    days = page.get_by_label("天数（2–365）")
+    days.fill("2")
+    days.press("Tab")
+    page.get_by_role("button", name="运行").click()
+    page.get_by_text(re.compile("已完成并保存")).wait_for(timeout=180000)
+    runs = list_runs(portal.var_dir / "scenarios")
+    assert len(runs) == 1
+    run_id = runs["id"].iloc[0]
+    rec = json.loads((portal.var_dir / "scenarios" / f"{run_id}.json").read_text(encoding="utf-8"))
+    assert rec["history"]["days"] == 2 and rec["saved_by"] == "admin"
+    page.locator(".tabulator-row", has_text=run_id).wait_for(timeout=10000)
+    _shows_the_saved_run(page, rec)                                   # the new run is selected
+    assert "measures.yaml" in page.locator("table.scn-invest").inner_text()
+    page.locator(".bk-Canvas, canvas").first.wait_for(timeout=10000)
+    _shoot(page, "scenarios-admin-run-desktop")
+    assert not errors, errors
+    ctx.close()
 
-        ctx = _context(browser, portal, PHONE, outside)
-        page = ctx.new_page()
-        login(page, portal.base, "operator")
-        page.goto(f"{portal.base}/scenarios")
-        wait_drawn(page)
-        page.locator(".tabulator-row", has_text=run_id).click()
-        _shows_the_saved_run(page, rec)
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-        _shoot(page, "scenarios-operator-phone")
-        page.goto(f"{portal.base}/scenarios?lang=en")
-        wait_drawn(page)
-        page.get_by_role("heading", name="Saved runs").wait_for(timeout=10000)
-        page.locator(".tabulator-row", has_text=run_id).click()
-        page.locator("table.scn-compare").get_by_text("Grid import [GWh]").wait_for(timeout=30000)
-        _shoot(page, "scenarios-operator-en-phone")
-        ctx.close()
+    ctx = offline_context(browser, portal.base, PHONE, outside)
+    page = ctx.new_page()
+    login(page, portal.base, "operator")
+    page.goto(f"{portal.base}/scenarios")
+    wait_drawn(page)
+    page.locator(".tabulator-row", has_text=run_id).click()
+    _shows_the_saved_run(page, rec)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    _shoot(page, "scenarios-operator-phone")
+    page.goto(f"{portal.base}/scenarios?lang=en")
+    wait_drawn(page)
+    page.get_by_role("heading", name="Saved runs").wait_for(timeout=10000)
+    page.locator(".tabulator-row", has_text=run_id).click()
+    page.locator("table.scn-compare").get_by_text("Grid import [GWh]").wait_for(timeout=30000)
+    _shoot(page, "scenarios-operator-en-phone")
+    ctx.close()
 
-        ctx = _context(browser, portal, DESKTOP, outside)
-        page = ctx.new_page()
-        login(page, portal.base, "ent-e01")
-        assert page.goto(f"{portal.base}/scenarios").status == 403
-        _shoot(page, "scenarios-refused-ent-e01-desktop")
-        page.goto(f"{portal.base}/overview")
-        wait_drawn(page)
-        assert page.locator('nav.anning-header a[href="/scenarios"]').count() == 0     # not offered either
-        ctx.close()
-        browser.close()
+    ctx = offline_context(browser, portal.base, DESKTOP, outside)
+    page = ctx.new_page()
+    login(page, portal.base, "ent-e01")
+    assert page.goto(f"{portal.base}/scenarios").status == 403
+    _shoot(page, "scenarios-refused-ent-e01-desktop")
+    page.goto(f"{portal.base}/overview")
+    wait_drawn(page)
+    assert page.locator('nav.anning-header a[href="/scenarios"]').count() == 0     # not offered either
+    ctx.close()
     assert outside == []

@@ -29,6 +29,7 @@ from portal_harness import (
     PHONE,
     Portal,
     login,
+    offline_context,
     require_chromium,
     seed_store,
     wait_drawn,
@@ -68,14 +69,6 @@ def pose():
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def _context(browser, portal_base: str, size: dict, outside: list[str]):
-    ctx = browser.new_context(viewport=size)
-    ctx.route("**/*", lambda route: route.continue_() if route.request.url.startswith(portal_base)
-              or route.request.url.startswith(("data:", "blob:"))
-              else (outside.append(route.request.url), route.abort()))
-    return ctx
-
-
 def _screen(page) -> np.ndarray:
     from PIL import Image
 
@@ -175,7 +168,7 @@ def _shoot(page, name: str) -> None:
 
 
 def _open(browser, portal, user: str, size: dict, outside: list[str]):
-    ctx = _context(browser, portal.base, size, outside)
+    ctx = offline_context(browser, portal.base, size, outside)
     page = ctx.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -331,7 +324,7 @@ def test_voila_serves_the_twin_notebook_on_its_own(portal, browser, tmp_path):
             except OSError:
                 time.sleep(0.5)
         outside: list[str] = []
-        ctx = _context(browser, base, DESKTOP, outside)
+        ctx = offline_context(browser, base, DESKTOP, outside)
         page = ctx.new_page()
         page.goto(base + "/", timeout=120000)
         px = _wait_drawn_canvas(page, timeout_s=120)
