@@ -12,35 +12,43 @@ after each scenario (which ends their sessions). Tabs are opened beforehand: Chr
 under load, which is the user's computer's business, not the portal's.
 **Returning users**: before anything is measured every context has fetched the JavaScript and CSS its page loads
 (the URLs read from real loads of each page, fetched from the log-in tab, so no server session is made), so
-Bokeh's and Panel's 3 MB of scripts come from the context's HTTP cache (``max-age`` 10 years), as for someone who
-opened the portal yesterday. The same port serves every run, so the cached URLs are the ones measured. On loopback
+the portal's script (and, for the Panel page, Bokeh's and Panel's 3 MB) come from the context's HTTP cache, as for
+someone who opened the portal yesterday. The same port serves every run, so the cached URLs are the ones measured. On loopback
 this saves bytes, not time: Chromium still parses and runs the scripts. ``--cold`` measures first visits.
 
-"Fully drawn": the page's header is rendered and every Bokeh document on it reports ``is_idle`` (all its views,
-charts included, rendered), measured from the navigation's start; a page not drawn within :data:`DEADLINE_S`
-counts as failed (and its scenario misses the target).
+"Fully drawn": for the overview and the enterprise page, rendered by the server as HTML with SVG charts (decision
+38), the header is there and the document has loaded (``readyState`` complete: the page, its script and every chart);
+for a Panel page, every Bokeh document on it reports ``is_idle`` (all its views, charts included, rendered).
+Measured from the navigation's start; a page not drawn within :data:`DEADLINE_S` counts as failed (and its scenario
+misses the target).
 
-Scenarios, for each process count, each on a freshly started server:
+Scenarios (each on a freshly started server):
 
-- **alone** (the baseline of the same run): one user at a time, 3 loads of each page, median;
+- **browser floor (a0)**, once: the 50 tabs navigate to the log-in page (:data:`FLOOR_PATH`, a 2 kB document with
+  no data) in the same instant. It measures what this Chromium needs for any page at all on these cores; no page
+  of the portal can be drawn faster in a burst;
+
+and for each process count:
+
+- **alone** (the baseline of the same run): one user at a time, 3 loads of each page, median; beside them a Panel
+  page (:data:`PANEL_PAGE`) timed the same way, what every page cost before decision 38;
 - **(a) burst**: all 50 navigations started in the same instant;
-- **(b) ramp**: the 50 users arrive at 2 per second (25 s) and stay, so every page opened earlier keeps its
-  5-second refresh running while later ones load; then 10 s more with all 50 open (the steady load);
+- **(b) ramp**: the 50 users arrive at 2 per second (25 s) and stay, so every big screen opened earlier keeps
+  fetching its refresh every 5 s while later ones load; then 10 s more with all 50 open (the steady load);
 - **(a') and (b') server only**: the same without a browser. Each user is a few lines of Python that GET the page
-  (the server runs the page script) and pull the document over the page's web socket as Bokeh's client does
-  (``PULL-DOC-REQ``), timed until the whole document has arrived; sockets stay open (receiving the overview's
-  refreshes) until every user is served. This is the server's share of the wait, what users with their own
-  computers would see before their browser draws (about 1 s, the "alone" figure).
+  (for the two server-rendered pages that is the whole page; for a Panel page it also pulls the document over the
+  page's web socket as Bokeh's client does, ``PULL-DOC-REQ``). This is the server's share of the wait, what users
+  with their own computers would see before their browser draws.
 
-Printed: p50, p95 and max time to drawn (server only: to document received); the server's CPU seconds per page
+Printed: p50, p95 and max time to drawn (server only: to the page received); the server's CPU seconds per page
 opened and, in the steady state, per open page and minute; the browser's CPU seconds per page; the server's resident
 memory (parent and forked children, psutil) and its processes.
 
 The browser shares the 2 cores with the server. On a real park each user's browser is on their own computer; here
-Chromium runs at ``nice`` 10 (``--browser-nice``) so that its 50 renderer processes cannot starve the server's
-process, as they do at equal priority (measured: in a 50-page burst the server got under a tenth of a core). The
-browser figures stay pessimistic: Chromium needs about 1.5 CPU seconds per page, even for the near-empty account
-page, so 50 pages take at least 40 s of this machine whatever the server does. Target (issue 8): p95 under 3 s.
+Chromium runs at ``nice`` 10 (``--browser-nice``) so that its renderer processes cannot starve the server's
+process, as they do at equal priority. The browser figures stay pessimistic: one Chromium (one browser process for
+50 users) needs 0.1-0.3 CPU seconds per navigation even for the log-in page, so a burst of 50 takes it several
+seconds on these cores whatever the server does; the floor (a0) prints how many. Target (issue 8): p95 under 3 s.
 
 ``--dashboards DIR`` serves the page scripts of another folder (:func:`anning_lib.portal.server.make_server`), to
 compare a changed copy against the repository's in the same conditions.
@@ -66,8 +74,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from portal_harness import CHROMIUM, FLAGS, REPO, USERS, Portal, seed_store  # noqa: E402
 
-DRAWN_JS = """() => window.Bokeh !== undefined && Bokeh.documents !== undefined && Bokeh.documents.length > 0
-  && Bokeh.documents.every(d => d.is_idle)"""
+DRAWN_JS = """() => document.body !== null && (document.body.dataset.rendered === 'server'
+  ? document.readyState === 'complete'
+  : window.Bokeh !== undefined && Bokeh.documents !== undefined && Bokeh.documents.length > 0
+    && Bokeh.documents.every(d => d.is_idle))"""
 VIEWPORT = {"width": 1440, "height": 900}
 DEADLINE_S = 15.0
 """A page not fully drawn this long after its navigation started counts as failed [s]."""
@@ -243,11 +253,17 @@ async def login_state(browser, base: str, username: str) -> dict:
 FAILURES: dict[str, int] = {}
 
 
+FLOOR_PATH = "/login?floor=1"
+"""The browser's floor: the log-in page, a 2 kB HTML document with no data, no chart and no script."""
+
+
 async def navigate(tab, url: str) -> float | None:
     """Navigate an open tab to ``url``: seconds from the navigation's start to fully drawn, or None if not drawn
     within :data:`DEADLINE_S`."""
     async def drawn():
         await tab.goto(url, timeout=0)
+        if url.endswith(FLOOR_PATH):              # the log-in page is drawn when loaded
+            return
         await tab.wait_for_selector("nav.anning-header", timeout=0)
         await tab.wait_for_function(DRAWN_JS, timeout=0, polling=50)
     t0 = time.perf_counter()
@@ -271,7 +287,7 @@ async def assets_of(tab, base: str, path: str) -> list[str]:
     for _ in range(2):
         await navigate(tab, base + path)
         urls += await tab.evaluate("""() => performance.getEntriesByType('resource').map(e => e.name)
-            .filter(u => u.includes('/static/') && (u.includes('.js') || u.includes('.css')))""")
+            .filter(u => (u.includes('/static/') || u.includes('/assets/')) && (u.includes('.js') || u.includes('.css')))""")
         await leave([tab], base)
     return list(dict.fromkeys(urls))
 
@@ -295,7 +311,10 @@ async def pull_doc(base: str, path: str, cookie: str):
         client = AsyncHTTPClient(force_instance=True, max_clients=1)
         page = await client.fetch(base + path, headers={"Cookie": cookie}, request_timeout=0)
         client.close()
-        token = re.search(r'"token":\s*"([^"]+)"', page.body.decode()).group(1)
+        token = re.search(r'"token":\s*"([^"]+)"', page.body.decode())
+        if token is None:                         # a server-rendered page: the answer is the whole page
+            return None
+        token = token.group(1)
         ws = await websocket_connect(HTTPRequest(base.replace("http", "ws", 1) + path + "/ws",
                                                  headers={"Cookie": cookie}), subprotocols=["bokeh", token])
         async def until(msgtype: str) -> None:       # frames up to the end of the next message of that type
@@ -363,24 +382,39 @@ def quantiles(times: list[float]) -> dict:
     return {"n": len(ok), "failed": len(times) - len(ok), "p50": statistics.median(ok), "p95": q[18], "max": ok[-1]}
 
 
+PANEL_PAGE = "/alarms"
+"""A Panel (Bokeh) page timed alone beside the two measured ones, by an operator: the same run's baseline of what a
+page costs that starts BokehJS and Panel in the browser and a Bokeh session on the server (decision 38)."""
+
+
+async def _timed(tab, base: str, path: str, server, reps: int, warm: int) -> tuple[float, float]:
+    """(median seconds to drawn, server CPU seconds per load) of ``reps`` loads after ``warm`` unmeasured ones."""
+    for _ in range(warm):
+        await load_once(tab, base, path)
+    m = Meter(server).start()
+    ts = [t for t in [await load_once(tab, base, path) for _ in range(reps)] if t is not None]
+    return (statistics.median(ts) if ts else float("nan")), (m.read()[1] / reps if reps else float("nan"))
+
+
 async def alone(tabs, plan, base: str, server, reps: int = 3, warm: int = 1) -> dict:
     """Median time to drawn of each page, one user at a time, after ``warm`` loads of each (the server's first
-    sessions import the plotting libraries); ``cpu``: the server's CPU seconds per measured load."""
-    out, m = {}, None
+    sessions import the plotting libraries); ``cpu``: the server's CPU seconds per measured load; the same for
+    :data:`PANEL_PAGE` (``panel``, ``panel_cpu``)."""
+    out, cpu = {}, []
     for path in ("/overview", "/enterprise"):
         tab = next(t for t, (_u, p) in zip(tabs, plan) if p == path)
-        for _ in range(warm):
-            await load_once(tab, base, path)
-        m = m or Meter(server).start()
-        ts = [t for t in [await load_once(tab, base, path) for _ in range(reps)] if t is not None]
-        out[path] = statistics.median(ts) if ts else float("nan")
-    out["cpu"] = m.read()[1] / (2 * reps) if reps else float("nan")
+        out[path], c = await _timed(tab, base, path, server, reps, warm)
+        cpu.append(c)
+    out["cpu"] = statistics.mean(cpu)
+    operator = next(t for t, (u, _p) in zip(tabs, plan) if u == "operator")
+    out["panel"], out["panel_cpu"] = await _timed(operator, base, PANEL_PAGE, server, reps, warm)
     return out
 
 
-async def burst(tabs, plan, base: str, server) -> dict:
+async def burst(tabs, plan, base: str, server, path: str | None = None) -> dict:
+    """Every tab navigates to its page of ``plan`` (or to ``path``) at the same instant."""
     m = Meter(server).start()
-    times = await asyncio.gather(*(navigate(t, base + p) for t, (_u, p) in zip(tabs, plan)))
+    times = await asyncio.gather(*(navigate(t, base + (path or p)) for t, (_u, p) in zip(tabs, plan)))
     wall, s_cpu, b_cpu = m.read()
     mem = rss_mb(server)
     await leave(tabs, base)
@@ -452,6 +486,16 @@ async def bench(url: str, var: Path, args) -> None:
         print(f"  {'':26s} {'time to fully drawn':45s} {'server CPU':>17s} {'browser CPU':>12s} {'server RSS':>11s}",
               flush=True)
         verdicts = []
+        if "burst" in args.scenarios:             # the same run's floor: what the browser needs for any page
+            portal = start(url, var, port, 1, args.dashboards)
+            try:
+                f = await burst(tabs, plan, portal.base, server_procs(portal.proc.pid), FLOOR_PATH)
+                what = f"(a0) burst, {n} log-in pages"
+                print(f"  browser floor: {what:24s} {fmt_q(f):45s} {f['server_cpu'] / n:6.2f} s/page "
+                      f"{f['browser_cpu'] / n:6.2f} s/page  (no page drawn by this browser in a burst of {n} "
+                      "can beat this)", flush=True)
+            finally:
+                stop(portal)
         for procs in args.procs:
             portal = start(url, var, port, procs, args.dashboards)
             try:
@@ -460,7 +504,8 @@ async def bench(url: str, var: Path, args) -> None:
                 base_t = await alone(tabs, plan, portal.base, server, warm=procs)
                 label = f"{procs} process{'es' if procs > 1 else ''}" + (" (+ parent)" if len(server) > procs else "")
                 print(f"  {label}: alone, one user at a time: overview {base_t['/overview']:.2f} s, "
-                      f"enterprise {base_t['/enterprise']:.2f} s, server CPU {base_t['cpu']:.2f} s/page | "
+                      f"enterprise {base_t['/enterprise']:.2f} s, server CPU {base_t['cpu']:.3f} s/page | baseline "
+                      f"Panel page {PANEL_PAGE} {base_t['panel']:.2f} s, {base_t['panel_cpu']:.2f} s/page | "
                       f"server RSS {mem0:.0f} MB before", flush=True)
                 if "burst" in args.scenarios:
                     b = await burst(tabs, plan, portal.base, server)

@@ -202,6 +202,7 @@ def login(page, base: str, username: str, password: str | None = None) -> None:
 
 
 def wait_drawn(page, timeout_ms: float = 30000) -> None:
-    """Wait until the Bokeh document is drawn: the header rendered and no network activity."""
+    """Wait until the page is drawn: the header rendered and no network activity (a Panel page has then received
+    and drawn its Bokeh document; a server-rendered one has loaded its script)."""
     page.wait_for_selector("nav.anning-header", timeout=timeout_ms)
     page.wait_for_load_state("networkidle", timeout=timeout_ms)

@@ -148,7 +148,7 @@ def test_install_stages_every_file_where_the_deployment_guide_says(release, stag
     assert os.readlink(r / "etc/nginx/sites-enabled/anning.conf") == "../sites-available/anning.conf"
     assert mode(r / "usr/local/sbin/anning-admin") == 0o755
     # the code (no virtualenv, checkout metadata or runtime files of the release's folder)
-    for rel in ("anning_lib/__init__.py", "dashboards/overview.py", "requirements.lock", "pyproject.toml",
+    for rel in ("anning_lib/__init__.py", "dashboards/alarms.py", "requirements.lock", "pyproject.toml",
                 "deploy/postgres/roles.sql", "deploy/postgres/grants.sql", "reports"):
         assert (r / "opt/anning" / rel).exists(), rel
     assert os.access(r / "opt/anning/deploy/bin/anning-backup-nightly", os.X_OK)
@@ -533,9 +533,9 @@ def test_web_sockets_are_opened_from_the_public_name_only(proxied):
     user = cookies(proxied_login(proxied))["user"].value
     upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Cookie": f"user={user}", "Host": SERVER_NAME}
-    ok = https(proxied, "GET", "/overview/ws", headers=upgrade | {"Origin": f"https://{SERVER_NAME}"})
+    ok = https(proxied, "GET", "/alarms/ws", headers=upgrade | {"Origin": f"https://{SERVER_NAME}"})
     assert ok.status == 101
-    evil = https(proxied, "GET", "/overview/ws", headers=upgrade | {"Origin": "https://elsewhere.example"})
+    evil = https(proxied, "GET", "/alarms/ws", headers=upgrade | {"Origin": "https://elsewhere.example"})
     assert evil.status == 403
 
 
@@ -559,8 +559,9 @@ def test_a_browser_logs_in_through_the_proxy_and_the_page_draws_over_its_web_soc
             sockets = []
             page.on("websocket", lambda ws: sockets.append(ws))
             login(page, base, "operator")
-            wait_drawn(page)
             assert page.url.startswith(base + "/")
+            page.goto(base + "/alarms")                                  # a Panel page (the overview has no socket)
+            wait_drawn(page)
             ws = [w for w in sockets if w.url.startswith(f"wss://localhost:{proxied['https']}/")]
             assert ws and not ws[0].is_closed()                          # Bokeh's socket, through nginx, open
         finally:

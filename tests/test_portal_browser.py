@@ -341,18 +341,100 @@ def test_enterprise_page_shows_the_advice(portal, browser):
     ctx.close()
 
 
+def test_enterprise_page_over_http_refuses_another_enterprise_and_bad_input(portal):
+    """The server-rendered enterprise page with A's cookie and B's id: 403, the library's message, none of B's
+    names, an audit row; a malformed month or an unknown enterprise: 400 naming the field and value."""
+    import json
+
+    from anning_lib.auth.audit import read_audit
+    from anning_lib.park import load_park
+    from anning_lib.store.engine import make_engine
+
+    e02 = load_park().enterprise("E02")
+    c = Client(portal)
+    assert c.get("/enterprise?enterprise=E02")[0] == 302                    # no cookie: log in first
+    c.login("ent-e01")
+    status, body, headers = c.get("/enterprise?enterprise=E02")
+    text = body.decode()
+    assert status == 403 and "may not see" in text and "E02" in text
+    assert e02.name not in text and e02.name_en not in text
+    assert "no-store" in headers["Cache-Control"]
+    refused = read_audit(make_engine(portal.url), action_prefix="page_refused")
+    assert any("enterprise=E02" in r["target"] for r in refused)
+    status, body, _ = c.get("/enterprise")
+    assert status == 200 and "E01" in body.decode() and "E02" not in body.decode()
+    op = Client(portal)
+    op.login("operator")
+    status, body, _ = op.get("/enterprise?enterprise=E02&month=2026-13")
+    assert status == 400 and "month" in body.decode() and "2026-13" in body.decode()
+    status, body, _ = op.get("/enterprise?enterprise=E99")
+    assert status == 400 and "E99" in body.decode()
+    assert op.get("/enterprise?enterprise=E02")[0] == 200
+    assert json.loads(Client(portal).get("/overview/live")[1]) == {"error": "not logged in"}
+
+
+def test_overview_live_parts_are_scoped(portal):
+    """What a big screen fetches every 5 s: every enterprise for an operator, its own for an enterprise user,
+    none for a visitor; 401 without a session."""
+    import json
+
+    from anning_lib.park import load_park
+
+    ids = [e.id for e in load_park().enterprises]
+    assert Client(portal).get("/overview/live")[0] == 401
+    seen = {}
+    for user in ("operator", "ent-e01", "visitor"):
+        c = Client(portal)
+        c.login(user)
+        status, body, headers = c.get("/overview/live?lang=en")
+        assert status == 200 and headers["Content-Type"].startswith("application/json")
+        parts = json.loads(body)
+        assert set(parts) == {"ov-head", "ov-tiles", "ov-plan", "ov-bars"}
+        seen[user] = {e for e in ids if f"{e} " in parts["ov-bars"]}
+        assert ("kW" in parts["ov-plan"]) == (user != "visitor")
+    assert seen == {"operator": set(ids), "ent-e01": {"E01"}, "visitor": set()}
+
+
+def test_overview_refreshes_in_place(portal, browser):
+    """A new reading reaches an open big screen within one refresh, without reloading the page."""
+    import pandas as pd
+
+    from anning_lib.park import load_park
+    from anning_lib.store.engine import make_engine
+    from anning_lib.store.timeseries import write_measurements
+
+    park = load_park()
+    ctx = browser.new_context(viewport=DESKTOP)
+    page = ctx.new_page()
+    login(page, portal.base, "operator")
+    page.goto(f"{portal.base}/overview")
+    wait_drawn(page)
+    page.evaluate("() => { window.__same_page = true; }")
+    ts = pd.Timestamp.now(tz="UTC").floor("s") + pd.Timedelta(seconds=1)
+    grid = next(d.id for d in park.park_devices if d.type == "grid_meter")
+    write_measurements(make_engine(portal.url), pd.DataFrame({"tag": [f"{grid}.p_kw"], "ts": [ts], "value": [1.0]}))
+    shown = ts.tz_convert(park.meta.site.timezone).strftime("%Y-%m-%d %H:%M:%S")
+    page.locator("#ov-head", has_text=shown).wait_for(timeout=20000)     # 4 s cache + 5 s refresh at most
+    assert page.evaluate("() => window.__same_page === true")
+    _shoot(page, "overview-refreshed-operator-desktop")
+    ctx.close()
+
+
 # ------------------------------------------------------------------------------------------------ hardening
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "SAMEORIGIN",
                     "Referrer-Policy": "same-origin"}
 
 
 def test_every_response_carries_the_security_headers(portal):
-    """The log-in page, a Panel page, a static script, a refusal and a 404 all carry them (OWASP headers)."""
+    """The log-in page, a Panel page and its static script, a server-rendered page and its script, the live parts,
+    a refusal and a 404 all carry them (OWASP headers)."""
     c = Client(portal)
     c.login("operator")
-    status, body, _ = c.get("/overview")
+    status, body, _ = c.get("/alarms")
     script = "/" + re.search(rb'src="/?(static/js/bokeh[^"]+)"', body).group(1).decode()
-    for path, want in (("/login", 200), ("/overview", 200), (script, 200), ("/admin", 403), ("/no-such-page", 404)):
+    own = re.search(rb'src="(/assets/portal\.js\?v=[0-9a-f]+)"', c.get("/overview")[1]).group(1).decode()
+    for path, want in (("/login", 200), ("/alarms", 200), (script, 200), ("/overview", 200), (own, 200),
+                       ("/overview/live", 200), ("/admin", 403), ("/no-such-page", 404)):
         status, _body, headers = c.get(path)
         assert status == want, path
         for name, value in SECURITY_HEADERS.items():

@@ -1,5 +1,6 @@
 """The portal's pages: one registry of URL slug, the action a role needs (:data:`anning_lib.auth.access.ACTIONS`
-``page.*``), the catalogue key of its title and the dashboard file that builds it (``dashboards/<slug>.py``)."""
+``page.*``), the catalogue key of its title and what builds it: a Panel app (``dashboards/<slug>.py``) or, for
+the pages many people open at once, a server-rendered handler (:mod:`anning_lib.portal.html_page`; decision 38)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ class Page:
     slug: str
     action: str
     title_key: str
+    handlers: str | None = None
+    """Server-rendered: the module of ``anning_lib.portal`` whose ``ROUTES`` serve it; None: ``dashboards/<slug>.py``."""
 
 
 PAGES: dict[str, Page] = {p.slug: p for p in (
-    Page("overview", "page.overview", "page_overview"),
+    Page("overview", "page.overview", "page_overview", handlers="overview_page"),
     Page("twin", "page.twin", "page_twin"),
     Page("scenarios", "page.scenarios", "page_scenarios"),
-    Page("enterprise", "page.enterprise", "page_enterprise"),
+    Page("enterprise", "page.enterprise", "page_enterprise", handlers="enterprise_page"),
     Page("device", "page.device", "page_device"),
     Page("alarms", "page.alarms", "page_alarms"),
     Page("dispatch", "page.dispatch", "page_dispatch"),

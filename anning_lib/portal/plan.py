@@ -1,12 +1,11 @@
 """The park plan (2-D footprints of every building) for the big screen's twin thumbnail.
 
-The 3-D twin (pythreejs) is its own page; the overview shows the same geometry from above, each building
-coloured by its enterprise's current load, so a manager sees at a glance where the power goes.
+The 3-D twin (pythreejs) is its own page; the overview shows the same geometry from above
+(:func:`anning_lib.portal.svg.plan`), each building coloured by its enterprise's current load on the twin's legend,
+so a manager sees at a glance where the power goes.
 """
 
 from __future__ import annotations
-
-import pandas as pd
 
 from anning_lib.park.schema import Park
 
@@ -25,10 +24,3 @@ def footprints(park: Park, load_kw: dict[str, float | None] | None = None) -> li
                         "enterprise": e.name, "height_m": b.height_m,
                         "load_kw": float("nan") if v is None else float(v)})
     return out
-
-
-def extent(polys: list[dict]) -> tuple[float, float, float, float]:
-    """``(x0, y0, x1, y1)`` around every footprint [m]."""
-    xs = pd.Series([x for p in polys for x in p["x"]])
-    ys = pd.Series([y for p in polys for y in p["y"]])
-    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())

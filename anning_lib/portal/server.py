@@ -130,6 +130,14 @@ def check_transport(address: str, certfile: Path | None, keyfile: Path | None) -
     return "http"
 
 
+def rendered_routes(engine) -> list[tuple]:
+    """Tornado routes of the server-rendered pages: each page module's ``ROUTES`` (pattern, handler class)."""
+    import importlib
+
+    return [(pattern, handler, {"engine": engine}) for page in PAGES.values() if page.handlers
+            for pattern, handler in importlib.import_module(f"anning_lib.portal.{page.handlers}").ROUTES]
+
+
 def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", certfile: Path | None = None,
                 keyfile: Path | None = None, num_procs: int = 1, var_dir: Path | None = None,
                 dashboards: Path = DASHBOARDS, origins: list[str] | None = None, proxy: bool | None = None):
@@ -154,6 +162,7 @@ def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", cer
     import panel as pn
 
     from anning_lib.portal import context, ops_handlers, web
+    from anning_lib.portal.html_page import ASSET_ROUTE, ASSETS
     from anning_lib.portal.security import harden
 
     settings = get_settings()
@@ -163,11 +172,14 @@ def make_server(database_url: str, *, port: int, address: str = "127.0.0.1", cer
     engine = context.configure(database_url)    # the dashboards' sessions use the same store
     pn.config.authorize_callback = web.authorize(engine)
     pn.config.oauth_expiry = web.SESSION_DAYS
-    missing = [slug for slug in PAGES if not (dashboards / f"{slug}.py").is_file()]
+    panel_pages = [slug for slug, page in PAGES.items() if page.handlers is None]
+    missing = [slug for slug in panel_pages if not (dashboards / f"{slug}.py").is_file()]
     if missing:
         raise ConfigError(f"dashboards: no page file for {', '.join(missing)} in {dashboards}")
-    apps = {slug: str(dashboards / f"{slug}.py") for slug in PAGES}
-    extra = [(r"/", web.HomeHandler, {"engine": engine}),
+    apps = {slug: str(dashboards / f"{slug}.py") for slug in panel_pages}
+    extra = [*rendered_routes(engine),
+             (ASSET_ROUTE, tornado.web.StaticFileHandler, {"path": str(ASSETS)}),
+             (r"/", web.HomeHandler, {"engine": engine}),
              (r"/lang/([A-Za-z_]+)", web.LangHandler, {"engine": engine}),
              (r"/statements/([0-9]+)", web.StatementHandler,
               {"engine": engine, "output_dir": var_dir / "reports"}),

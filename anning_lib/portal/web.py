@@ -227,14 +227,19 @@ def authorize(engine: Engine):
     data on the page is scoped again by the library)."""
     import panel as pn
 
-    from anning_lib.auth.access import allowed
-
     def callback(user_info: dict | None, path: str) -> bool:
         name = pn.state.user     # from the signed ``user`` cookie of this request
-        actor = active_actor(engine, name) if name else None
-        page = page_of_path(path)
-        ok = actor is not None and page is not None and allowed(actor, page.action)
-        if not ok and actor is not None:
-            audit(engine, "page_refused", path[:200], {"role": actor.role}, actor.user_id)
-        return ok
+        return page_allowed(engine, active_actor(engine, name) if name else None, path)
     return callback
+
+
+def page_allowed(engine: Engine, actor: Actor | None, path: str) -> bool:
+    """May ``actor`` open the page of ``path``? A refusal of a logged-in user lands in ``audit_log``. Used by the
+    Panel pages (:func:`authorize`) and the server-rendered ones (:class:`anning_lib.portal.html_page.PageHandler`)."""
+    from anning_lib.auth.access import allowed
+
+    page = page_of_path(path)
+    ok = actor is not None and page is not None and allowed(actor, page.action)
+    if not ok and actor is not None:
+        audit(engine, "page_refused", path[:200], {"role": actor.role}, actor.user_id)
+    return ok
