@@ -335,7 +335,7 @@ def test_a_failed_audit_leaves_the_file_as_it_was(admin, tariffs, monkeypatch):
     def broken(*_a, **_k):
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr("anning_lib.portal.tariff_edit.audit", broken)
+    monkeypatch.setattr("anning_lib.portal.filesave.audit", broken)
     with pytest.raises(RuntimeError, match="database gone"):
         save_tou_file(actor, BANDS_TEXT.replace("peak: 1.5", "peak: 1.6"), path, engine=engine)
     assert path.read_bytes() == before and counts(engine) == n

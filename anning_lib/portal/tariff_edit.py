@@ -11,12 +11,9 @@ the file (``bands[3]: 10:00-12:00 overlaps bands[1]: 11:00-14:00``), then has th
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
-import os
 import re
 import shutil
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +24,6 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from anning_lib.auth.access import Actor, require_role
-from anning_lib.auth.audit import audit
 from anning_lib.dispatch.tariff import (
     BANDS,
     Tariff,
@@ -37,6 +33,7 @@ from anning_lib.dispatch.tariff import (
 )
 from anning_lib.errors import AnningError, CaseFileError
 from anning_lib.park.loader import problems_from
+from anning_lib.portal.filesave import replace_audited, sha256_of
 
 Problem = tuple[str, object, str]
 """``(field path, value, reason)``, as :class:`~anning_lib.errors.ProblemsError` holds them."""
@@ -302,37 +299,6 @@ def _dependants_problems(text: str, path: Path) -> list[Problem]:
     return problems
 
 
-def _sha256(data: bytes | None) -> str | None:
-    return None if data is None else hashlib.sha256(data).hexdigest()
-
-
-def _write_temp(folder: Path, name: str, data: bytes, mode: int) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:                                   # pragma: no cover - not on every platform
-        return
-    try:
-        os.fsync(fd)
-    except OSError:                                   # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_tou_file(actor: Actor, text: str, path: Path | str, *, engine: Engine,
                   expected_sha256: str | None = None) -> Path:
     """An admin saves a band or tariff file (``data/tariffs/<name>.yaml``); returns its path.
@@ -374,37 +340,15 @@ def save_tou_file(actor: Actor, text: str, path: Path | str, *, engine: Engine,
         problems.append(("bands_file", path.name, "a tariff file cannot be its own band file"))
     problems += _dependants_problems(text, path)        # tariffs naming this file as their band file
     old = path.read_bytes() if path.is_file() else None
-    if expected_sha256 is not None and (_sha256(old) or "") != expected_sha256:
+    if expected_sha256 is not None and (sha256_of(old) or "") != expected_sha256:
         problems.append(("text", expected_sha256, f"{path.name} exists already" if expected_sha256 == "" else
                          f"{path.name} was changed by someone else since the form was opened; reload it and edit "
                          "again"))
     if problems:
         raise CaseFileError(problems, str(path))
-    new = text.encode("utf-8")
-    if new == old:
-        return path
-    mode = stat.S_IMODE(path.stat().st_mode) if old is not None else 0o644
-    backup = path.with_name(path.name + ".bak")
-    tmp = _write_temp(path.parent, path.name, new, mode)
-    replaced = False
     try:
-        if old is not None:
-            os.replace(_write_temp(path.parent, backup.name, old, mode), backup)
-        with engine.begin() as conn:
-            audit(conn, "tariff_saved", f"tariff:{path.name}",
-                  {"file": str(path), "kind": check.kind, "sha256_old": _sha256(old), "sha256_new": _sha256(new),
-                   "backup": backup.name if old is not None else None}, actor.user_id)
-            os.replace(tmp, path)
-            replaced = True
-    except BaseException:
-        if replaced:                                   # the audit row did not commit: put the old file back
-            if old is None:
-                path.unlink(missing_ok=True)
-            else:
-                os.replace(_write_temp(path.parent, path.name, old, mode), path)
-        raise
+        replace_audited(path, text.encode("utf-8"), engine=engine, action="tariff_saved", target=f"tariff:{path.name}",
+                        detail={"file": str(path), "kind": check.kind}, user_id=actor.user_id)
     finally:
-        tmp.unlink(missing_ok=True)
         load_tou_bands.cache_clear()                   # this process reads the new bands from now on
-    _fsync_dir(path.parent)
     return path
