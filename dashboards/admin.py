@@ -1,5 +1,5 @@
-"""系统管理 / Administration (admins only): users and roles, points, tariffs, alarm rules, emission factors, the
-audit log (filter, export CSV).
+"""系统管理 / Administration (admins only): users and roles, points, tariffs, dispatch strategies (each storage's
+control mode and SOC window), alarm rules, emission factors, the audit log (filter, export CSV).
 
 Every form calls a library function that checks the admin's right, validates the input (the message names the
 field and value) and writes with an audit row; a refused input changes nothing.
@@ -17,7 +17,8 @@ from anning_lib.config import get_settings
 from anning_lib.errors import AnningError, ProblemsError
 from anning_lib.i18n import t
 from anning_lib.park.catalogue import load_catalogue
-from anning_lib.portal import admin, context, tariff_edit
+from anning_lib.portal import admin, context, strategy_edit, tariff_edit
+from anning_lib.portal.filesave import sha256_of
 from anning_lib.portal.layout import shell
 from anning_lib.store.assets import ROLES
 
@@ -160,6 +161,56 @@ if files:
     load_tariff()
 tariffs_tab = pn.Column(tf_pick, tf_text, pn.Row(tf_check, tf_save), tf_msg, sizing_mode="stretch_width")
 
+# ------------------------------------------------------------------------------------------------ dispatch strategies
+st_table = pn.widgets.Tabulator(pd.DataFrame(columns=strategy_edit.STRATEGY_COLUMNS), show_index=False,
+                                disabled=True, sizing_mode="stretch_width")
+st_dev = pn.widgets.Select(name=t("adm_device", lang), options=[], width=160)
+st_control = pn.widgets.Select(name=t("adm_st_control", lang), width=220,
+                               options={t(f"adm_st_{c}", lang): c for c in strategy_edit.CONTROLS})
+st_min = pn.widgets.FloatInput(name=t("adm_st_soc_min", lang), step=0.05, width=150)
+st_max = pn.widgets.FloatInput(name=t("adm_st_soc_max", lang), step=0.05, width=150)
+st_save = pn.widgets.Button(name=t("adm_save", lang), button_type="primary", width=140, align="end")
+st_msg = alert()
+st_loaded: dict = {}
+
+
+def fill_strategy(*_):
+    row = st_loaded["frame"].set_index("device_id").loc[st_dev.value]
+    st_control.value, st_min.value, st_max.value = row["control"], row["soc_min_frac"], row["soc_max_frac"]
+
+
+def load_strategies():
+    data = settings.park_path.read_bytes()
+    frame = strategy_edit.storage_strategies(context.park())
+    st_loaded.update(sha=sha256_of(data), frame=frame)
+    st_table.value = frame
+    st_dev.options = list(frame["device_id"])
+    if st_dev.value not in st_dev.options:
+        st_dev.value = st_dev.options[0] if st_dev.options else None
+    if st_dev.value is not None:
+        fill_strategy()
+
+
+def save_strategy(_event):
+    try:
+        strategy_edit.save_strategy(actor, st_dev.value, control=st_control.value, soc_min_frac=st_min.value,
+                                    soc_max_frac=st_max.value, engine=engine, expected_sha256=st_loaded.get("sha"))
+    except AnningError as err:
+        say(st_msg, err)
+        return
+    context.park.cache_clear()                       # this process's pages read the new model from now on
+    load_strategies()
+    say(st_msg, ok=t("adm_st_saved", lang, device=st_dev.value))
+
+
+st_dev.param.watch(fill_strategy, "value")
+st_save.on_click(save_strategy)
+load_strategies()
+strategies_tab = pn.Column(st_table, pn.FlexBox(st_dev, st_control, st_min, st_max, st_save, flex_wrap="wrap",
+                                                align_items="flex-end", sizing_mode="stretch_width"),
+                           st_msg, pn.pane.Markdown(t("adm_st_note", lang), styles={"font-size": "12px"}),
+                           sizing_mode="stretch_width")
+
 # ------------------------------------------------------------------------------------------------ alarm rules
 rule_text = pn.widgets.TextAreaInput(name=t("adm_rule_json", lang), height=220, sizing_mode="stretch_width")
 rule_btn = pn.widgets.Button(name=t("adm_put_rule", lang), button_type="primary", width=140)
@@ -257,7 +308,8 @@ audit_tab = pn.Column(pn.FlexBox(a_action, a_user, a_days, a_button, a_export, f
                       a_msg, a_table, sizing_mode="stretch_width")
 load_audit()
 shell("admin", actor, lang, pn.Tabs((t("adm_users", lang), users_tab), (t("adm_points", lang), points_tab),
-                                    (t("adm_tariffs", lang), tariffs_tab), (t("adm_rules", lang), rules_tab),
+                                    (t("adm_tariffs", lang), tariffs_tab),
+                                    (t("adm_strategies", lang), strategies_tab), (t("adm_rules", lang), rules_tab),
                                     (t("adm_factors", lang), factors_tab), (t("adm_audit", lang), audit_tab),
                                     dynamic=True, margin=(6, 14),
                                     sizing_mode="stretch_width")).servable(title=t("page_admin", lang))

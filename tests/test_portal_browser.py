@@ -252,7 +252,8 @@ def _count(url: str, table: str) -> int:
 
 
 def test_admin_forms_refuse_bad_input_and_change_nothing(portal, browser):
-    """A point with an unknown unit and a tariff with overlapping periods: a clear message, nothing stored."""
+    """A point with an unknown unit, a tariff with overlapping periods and a storage whose lowest SOC is above its
+    highest: a clear message, nothing stored."""
     from playwright.sync_api import expect
 
     from anning_lib.config import get_settings
@@ -286,6 +287,17 @@ def test_admin_forms_refuse_bad_input_and_change_nothing(portal, browser):
     page.get_by_text("overlaps").first.wait_for(timeout=10000)
     _shoot(page, "admin-tariff-refused-desktop")
     assert tariff.read_bytes() == before
+
+    park_file = get_settings().park_path                      # a storage's SOC window upside down
+    park_before = park_file.read_bytes()
+    page.get_by_text("调度策略", exact=True).click()
+    page.get_by_label("SOC 下限（0–1）").fill("0.95")
+    page.get_by_label("SOC 上限（0–1）").fill("0.9")
+    page.get_by_label("SOC 上限（0–1）").blur()
+    page.locator(".bk-btn-primary", has_text="校验并保存").last.click()
+    page.get_by_text(re.compile("soc_min_frac 0.95 must be below soc_max_frac 0.9")).wait_for(timeout=10000)
+    _shoot(page, "admin-strategy-refused-desktop")
+    assert park_file.read_bytes() == park_before
     assert _count(portal.url, "audit_log") == audits + 1        # only the admin's log-in
     ctx.close()
 

@@ -49,6 +49,7 @@ ACTIONS: dict[str, frozenset[str]] = {
     "user.admin": frozenset({"admin", "system"}),
     "admin.point": frozenset({"admin", "system"}),
     "admin.tariff": frozenset({"admin", "system"}),
+    "admin.strategy": frozenset({"admin", "system"}),
     # dispatch (approve or execute a plan in advisory mode)
     "dispatch.approve": frozenset({"admin", "operator", "system"}),
     # statements: an enterprise user only its own
