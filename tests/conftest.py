@@ -108,6 +108,20 @@ def db(engine, tiny_park):
     return engine
 
 
+@pytest.fixture
+def admin(db):
+    """``(engine, actor)``: the tiny park's store with an admin user ``admin1``."""
+    from anning_lib.auth.access import Actor, ensure_roles
+    from anning_lib.store.schema import TABLES
+
+    ensure_roles(db)
+    with db.begin() as c:
+        uid = c.execute(sa.insert(TABLES["app_user"]).values(username="admin1", role_id="admin", is_active=True,
+                                                             display_name="admin1")
+                        .returning(TABLES["app_user"].c.id)).scalar_one()
+    return db, Actor(uid, "admin", None, "admin1")
+
+
 def free_port() -> int:
     """A TCP port free on loopback now (tests run in parallel: never use fixed ports)."""
     import socket

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from anning_lib.auth.access import SYSTEM, Actor, ensure_roles
+from anning_lib.auth.access import SYSTEM, Actor
 from anning_lib.dispatch.tariff import check_tou_periods, load_tariff, load_tou_bands
 from anning_lib.errors import AccessError, CaseFileError, ParkModelError
 from anning_lib.park import load_catalogue
@@ -28,15 +28,6 @@ OPERATOR = Actor(None, "operator", username="op1")
 ENTERPRISE = Actor(None, "enterprise", "E01", "ent1")
 
 
-@pytest.fixture
-def admin(db):
-    """``(engine, actor)``: the tiny park's store with an admin user."""
-    ensure_roles(db)
-    with db.begin() as c:
-        uid = c.execute(sa.insert(TABLES["app_user"]).values(username="admin1", role_id="admin", is_active=True,
-                                                             display_name="admin1")
-                        .returning(TABLES["app_user"].c.id)).scalar_one()
-    return db, Actor(uid, "admin", None, "admin1")
 
 
 def counts(engine) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from anning_lib.auth.access import Actor, ensure_roles
+from anning_lib.auth.access import Actor
 from anning_lib.config import get_settings
 from anning_lib.errors import AccessError, ParkModelError
 from anning_lib.park import load_park
@@ -60,14 +60,6 @@ def park_copy(tmp_path):
     return path
 
 
-@pytest.fixture
-def admin(db):
-    ensure_roles(db)
-    with db.begin() as c:
-        uid = c.execute(sa.insert(TABLES["app_user"]).values(username="admin1", role_id="admin", is_active=True,
-                                                             display_name="admin1")
-                        .returning(TABLES["app_user"].c.id)).scalar_one()
-    return db, Actor(uid, "admin", None, "admin1")
 
 
 def audits(engine) -> list:
