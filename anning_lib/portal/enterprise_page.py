@@ -165,7 +165,7 @@ class EnterpriseHandler(PageHandler):
                        lambda: enterprise_overview(engine, park, actor, eid, month), OVERVIEW_TTL_S)
         except AccessError as err:
             audit(engine, "page_refused", (self.request.uri or "")[:200], {"reason": str(err)}, actor.user_id)
-            self.page(form * (not own_only) + alert(str(err), "danger"), status=403)
+            self.page(("" if own_only else form) + alert(str(err), "danger"), status=403)
             return
         except AnningError as err:
             self.page(form + alert(str(err), "danger"), status=400)

@@ -18,12 +18,17 @@ from anning_lib.park.schema import Park
 TTL_S = 4.0
 """How long a snapshot is reused [s] (below the pages' 5 s refresh)."""
 
+KEEP_S = 3600.0
+"""An entry older than this is dropped when another is stored (longer than any ``ttl_s`` used) [s]."""
+
 _CACHE: dict[tuple, tuple[float, object]] = {}
 _LOCK = threading.Lock()
 
 
 def cached(key: tuple, make, ttl_s: float = TTL_S):
-    """``make()``, reused for ``ttl_s`` [s] under ``key`` (one value per scope and purpose, shared by threads)."""
+    """``make()``, reused for ``ttl_s`` [s] under ``key`` (one value per scope and purpose, shared by threads);
+    entries older than :data:`KEEP_S` are dropped as new ones arrive, so a server running for months keeps only
+    the last hour's."""
     now = time.monotonic()
     with _LOCK:
         hit = _CACHE.get(key)
@@ -31,7 +36,10 @@ def cached(key: tuple, make, ttl_s: float = TTL_S):
             return hit[1]
     value = make()
     with _LOCK:
-        _CACHE[key] = (time.monotonic(), value)
+        stored = time.monotonic()
+        for old in [k for k, (t, _v) in _CACHE.items() if stored - t > KEEP_S]:
+            del _CACHE[old]
+        _CACHE[key] = (stored, value)
     return value
 
 

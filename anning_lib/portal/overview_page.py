@@ -84,11 +84,12 @@ def body(p: dict[str, str], s: dict, lang: str) -> str:
 
 
 def _shared(engine, park: Park, actor: Actor, lang: str) -> tuple[dict, dict[str, str]]:
-    """(snapshot, parts) for the actor's scope and language, made once per :data:`~anning_lib.portal.live.TTL_S`."""
-    def make():
-        s = snapshot(engine, park, actor)
-        return s, parts(s, park, lang, alarm_count(engine, actor))
-    return cached(("overview-parts", str(engine.url), actor.role, actor.enterprise_id, lang), make)
+    """(snapshot, parts) for the actor's scope and language: the snapshot shared with the 3-D twin, the parts
+    rendered once per snapshot (keyed by the time it was taken, so they are never older than it)."""
+    s = snapshot(engine, park, actor)
+    alarms = alarm_count(engine, actor)
+    key = ("overview-parts", str(engine.url), actor.role, actor.enterprise_id, lang, s["now"], alarms)
+    return s, cached(key, lambda: parts(s, park, lang, alarms))
 
 
 class OverviewHandler(PageHandler):
@@ -114,7 +115,7 @@ class OverviewLiveHandler(PageHandler):
 
         _s, p = _shared(self.engine, context.park(), self.actor, self.lang)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
+        self.set_header("Cache-Control", "no-store")         # the user's scoped figures
         self.finish(json.dumps(p, ensure_ascii=False))
 
 

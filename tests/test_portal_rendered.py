@@ -1,4 +1,5 @@
-"""The server-drawn charts (anning_lib.portal.svg) and the big screen's parts, worked by hand.
+"""The server-rendered pages' pieces worked by hand: the SVG charts (anning_lib.portal.svg), the big screen's
+parts and the cache they are shared through.
 
 Every chart is parsed as XML (a label with ``<`` or ``&`` must not break it) and its bars are measured: lengths
 proportional to the values on a scale whose ticks are Heckbert's nice numbers, worked out below.
@@ -160,3 +161,25 @@ def test_overview_parts_for_a_manager_and_a_visitor():
     public = parts({**SNAP, "enterprises": []}, park, "en", None)
     assert public["ov-bars"] == "" and "kW" not in public["ov-plan"] and "Active alarms" not in public["ov-tiles"]
     assert 'id="ov-bars"' not in body(public, SNAP, "en")
+
+
+def test_the_shared_cache_reuses_within_its_time_and_forgets_old_entries(monkeypatch):
+    from anning_lib.portal import live
+
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(live, "_CACHE", {})
+    made = []
+
+    def make(v):
+        made.append(v)
+        return v
+
+    assert live.cached(("a",), lambda: make(1), ttl_s=4.0) == 1
+    clock["t"] += 3.9
+    assert live.cached(("a",), lambda: make(2), ttl_s=4.0) == 1        # 3.9 s < 4 s: reused
+    clock["t"] += 0.2
+    assert live.cached(("a",), lambda: make(3), ttl_s=4.0) == 3        # 4.1 s: made again
+    clock["t"] += live.KEEP_S + 1
+    live.cached(("b",), lambda: make(4))
+    assert set(live._CACHE) == {("b",)} and made == [1, 3, 4]          # ("a",) older than KEEP_S: dropped
