@@ -383,6 +383,10 @@ def test_enterprise_page_over_http_refuses_another_enterprise_and_bad_input(port
     assert status == 400 and "E99" in body.decode()
     assert op.get("/enterprise?enterprise=E02")[0] == 200
     assert json.loads(Client(portal).get("/overview/live")[1]) == {"error": "not logged in"}
+    visitor = Client(portal)
+    visitor.login("visitor")
+    status, body, _ = visitor.get("/enterprise?lang=en")
+    assert status == 403 and "You may not open this page" in body.decode() and 'href="/overview"' in body.decode()
 
 
 def test_overview_live_parts_are_scoped(portal):

@@ -94,20 +94,19 @@ class PageHandler(_Base):
             else:
                 self.redirect("/login?next=" + tornado.escape.url_escape(self.request.uri or "/", plus=False))
             return
-        if not page_allowed(self.engine, actor, self.request.path):
-            self._refuse(403, "not allowed")
-            return
         self.actor = actor
         arg = self.get_argument("lang", None)
         self.lang = lang_of(arg if arg else self.get_cookie("lang"))   # as the Panel pages: ?lang=, cookie, zh_CN
+        if not page_allowed(self.engine, actor, self.request.path):
+            if self.json_errors:
+                self._refuse(403, "not allowed")
+            else:                                   # the header still offers the pages the user may open
+                self.page(alert(t("forbidden", self.lang), "danger"), status=403)
 
     def _refuse(self, status: int, why: str) -> None:
         self.set_status(status)
-        if self.json_errors:
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"error": why}))
-        else:
-            self.finish(f"{status}: {why}")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": why}))
 
     def header(self) -> str:
         return header_html(self.actor, self.lang, self.slug)
