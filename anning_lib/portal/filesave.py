@@ -6,6 +6,7 @@ transaction, so neither lands without the other; if the audit row fails, the old
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -37,14 +38,15 @@ def _write_temp(folder: Path, name: str, data: bytes, mode: int) -> Path:
 
 
 def _fsync_dir(folder: Path) -> None:
+    """Flush the folder's entry of the replaced file to disk, where the file system can (some cannot sync a
+    folder: then the rename stands as the system keeps it)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:                                   # pragma: no cover - not on every platform
         return
     try:
-        os.fsync(fd)
-    except OSError:                                   # pragma: no cover
-        pass
+        with contextlib.suppress(OSError):            # pragma: no cover - a folder that cannot be synced
+            os.fsync(fd)
     finally:
         os.close(fd)
 
